@@ -1,0 +1,54 @@
+"""The live sink: finished clips go into the spool, then their files get their final names."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+from agent.capture.pipeline import FinishedClip
+from agent.spool import ClipRecord, Spool
+
+
+def clip_id(camera: str, start_wall: float) -> str:
+    """`{camera}_{UTC start}_{random}`: sorts by time per camera, unique across restarts."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start_wall))
+    return f"{camera}_{stamp}_{secrets.token_hex(3)}"
+
+
+class SpoolSink:
+    """Files under `{data_dir}/clips/{camera}/{YYYY-MM-DD}/`, one spool row per clip."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.clips_dir = spool.data_dir / "clips"
+
+    def name_clip(self, camera: str, start: float, start_wall: float | None) -> tuple[str, Path]:
+        wall = time.time() if start_wall is None else start_wall
+        cid = clip_id(camera, wall)
+        day = time.strftime("%Y-%m-%d", time.gmtime(wall))
+        return cid, self.clips_dir / camera / day / f"{cid}.mp4"
+
+    def deliver(self, clip: FinishedClip) -> None:
+        f = clip.file
+        self.spool.add(
+            ClipRecord(
+                clip_id=clip.clip_id,
+                camera=clip.camera,
+                start_wall=f.start_wall if f.start_wall is not None else time.time(),
+                media_start=f.start,
+                media_end=f.end,
+                event_start=clip.event_start,
+                event_end=clip.event_end,
+                clip_path=f.path,
+                clip_bytes=f.bytes,
+                keyframes=tuple((k.path, k.t) for k in clip.keyframes),
+                codec=clip.codec,
+                width=clip.width,
+                height=clip.height,
+                frames=f.frames,
+                peak_score=clip.peak_score,
+                mean_score=clip.mean_score,
+            )
+        )
+        clip.publish()  # after the commit: a crash in between is repaired by Spool.recover

@@ -1,0 +1,43 @@
+"""Decoded frames to JPEG files, with PyAV's MJPEG encoder (no image library needed)."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+JPEG_QSCALE = 3  # MJPEG quantiser: 2 is near-lossless, 5 visibly soft; 3 keeps detail for search
+
+
+def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Size with the longest side at most `max_side`, aspect kept, even dimensions."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+def prepare(frame: av.VideoFrame, max_side: int) -> av.VideoFrame:
+    """The frame at JPEG size and format; cheap (no copy) when it is already small enough."""
+    w, h = target_size(frame.width, frame.height, max_side)
+    if (w, h) == (frame.width, frame.height) and frame.format.name in ("yuv420p", "yuvj420p"):
+        return frame
+    return frame.reformat(width=w, height=h, format="yuvj420p")
+
+
+def write_jpeg(frame: av.VideoFrame, path: Path, max_side: int) -> None:
+    """Encode `frame` (resized to `max_side`) as a baseline JPEG at `path`."""
+    frame = prepare(frame, max_side)
+    if frame.format.name != "yuvj420p":
+        frame = frame.reformat(format="yuvj420p")
+    ctx = av.CodecContext.create("mjpeg", "w")
+    ctx.width, ctx.height = frame.width, frame.height
+    ctx.pix_fmt = "yuvj420p"
+    ctx.time_base = Fraction(1, 25)
+    ctx.qmin = ctx.qmax = JPEG_QSCALE
+    packets = ctx.encode(frame) + ctx.encode(None)
+    with open(path, "wb") as f:
+        for p in packets:
+            f.write(bytes(p))
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,132 @@
+"""Pick a few telling images per clip, from frames the detector already decoded.
+
+Pure: scores, thumbnails and opaque image handles in, a choice out. Encoding the chosen images
+to JPEG happens at the edge (agent/capture/jpeg.py).
+
+A good keyframe shows the moving object large and sharp, the set is spread over the event and
+no two images are alike, and none is a blank or a flash. The candidate pool is bounded: when it
+is full, of the two candidates closest in time the weaker one goes, so the pool keeps both
+spread and quality however long the event runs, and memory stays fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BLANK_MEAN = (16.0, 240.0)  # a frame darker/brighter than this on average is blank or a flash
+BLANK_STD = 4.0  # a frame with less contrast than this shows nothing
+ALIKE_LEVELS = 12.0  # luma difference that counts as a visible change between two thumbnails
+ALIKE_FRACTION = 0.0005  # two thumbnails differing in fewer pixels than this are the same picture
+
+
+@dataclass
+class Candidate:
+    t: float
+    score: float
+    thumb: np.ndarray = field(repr=False)  # small luma image, for likeness
+    image: Any = field(default=None, repr=False)  # the caller's handle on the full image
+
+
+def sharpness(luma: np.ndarray, box: tuple[float, float, float, float] | None) -> float:
+    """Variance of the Laplacian inside `box` (0..1 coords), on at most ~160x160 samples."""
+    h, w = luma.shape
+    if box is not None:
+        x0, y0, x1, y1 = box
+        luma = luma[
+            int(y0 * h) : max(int(y1 * h), int(y0 * h) + 3),
+            int(x0 * w) : max(int(x1 * w), int(x0 * w) + 3),
+        ]
+    step = max(1, max(luma.shape) // 160)
+    a = luma[::step, ::step].astype(np.float32)
+    if a.shape[0] < 3 or a.shape[1] < 3:
+        return 0.0
+    lap = a[1:-1, :-2] + a[1:-1, 2:] + a[:-2, 1:-1] + a[2:, 1:-1] - 4.0 * a[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def quality(area: float, sharp: float) -> float:
+    """Bigger and sharper is better; sharpness counts with diminishing returns."""
+    return math.sqrt(max(area, 0.0)) * math.log1p(max(sharp, 0.0))
+
+
+def is_blank(thumb: np.ndarray) -> bool:
+    mean = float(thumb.mean())
+    return not BLANK_MEAN[0] <= mean <= BLANK_MEAN[1] or float(thumb.std()) < BLANK_STD
+
+
+def alike(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape:
+        return False
+    changed = np.count_nonzero(np.abs(a - b) > ALIKE_LEVELS)
+    return changed < ALIKE_FRACTION * a.size
+
+
+class KeyframePicker:
+    def __init__(self, count: int, capacity: int | None = None) -> None:
+        self.count = count
+        self.capacity = max(capacity or 2 * count, count, 1)
+        self.pool: list[Candidate] = []  # in time order
+
+    def would_keep(self, t: float, score: float) -> bool:
+        """Whether a candidate would survive eviction; ask before preparing its image."""
+        if self.count == 0:
+            return False
+        if len(self.pool) < self.capacity:
+            return True
+        return self._victim(self.pool + [Candidate(t, score, np.empty(0))]) != len(self.pool)
+
+    def add(self, cand: Candidate) -> None:
+        if self.count == 0 or is_blank(cand.thumb):
+            return
+        self.pool.append(cand)
+        self.pool.sort(key=lambda c: c.t)
+        while len(self.pool) > self.capacity:
+            del self.pool[self._victim(self.pool)]
+
+    def drop_before(self, t: float) -> None:
+        self.pool = [c for c in self.pool if c.t >= t]
+
+    def clear(self) -> None:
+        self.pool = []
+
+    def pick(self, start: float, end: float) -> list[Candidate]:
+        """Up to `count` candidates within [start, end): spread in time, strong, all different."""
+        cands = [c for c in self.pool if start <= c.t < end]
+        if not cands:
+            return []
+        chosen: list[Candidate] = []
+
+        def take(c: Candidate) -> None:
+            if len(chosen) < self.count and all(not alike(c.thumb, o.thumb) for o in chosen):
+                chosen.append(c)
+
+        lo, hi = cands[0].t, cands[-1].t
+        width = (hi - lo) / self.count or 1.0
+        for i in range(self.count):
+            in_bin = [
+                c
+                for c in cands
+                if i * width <= c.t - lo < (i + 1) * width or (i == self.count - 1 and c.t == hi)
+            ]
+            if in_bin:
+                take(max(in_bin, key=lambda c: c.score))
+        for c in sorted(cands, key=lambda c: -c.score):
+            if c not in chosen:
+                take(c)
+        return sorted(chosen, key=lambda c: c.t)
+
+    @staticmethod
+    def _victim(pool: list[Candidate]) -> int:
+        """Index to evict: the weaker of the two candidates closest in time."""
+        order = sorted(range(len(pool)), key=lambda i: pool[i].t)
+        best_gap, victim = math.inf, order[-1]
+        for a, b in zip(order, order[1:], strict=False):
+            gap = pool[b].t - pool[a].t
+            if gap < best_gap:
+                best_gap = gap
+                victim = a if pool[a].score < pool[b].score else b
+        return victim

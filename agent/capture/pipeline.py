@@ -1,0 +1,310 @@
+"""One camera: packets in, finished clips with keyframes out. The only module that knows all
+the capture stages; each of them stays ignorant of the others.
+
+Per packet, in this order:
+1. the segmenter sees its time (it may end or split the open clip *before* this packet);
+2. the packet goes into the buffer and, if a clip is open, into the clip;
+3. it is decoded; if an analysis is due, the luma plane goes to the detector, whose verdict
+   goes back to the segmenter (it may start a clip, which then takes the buffered packets);
+4. frames with motion are offered as keyframe candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import av
+import numpy as np
+
+from agent.capture import jpeg
+from agent.capture.keyframes import Candidate, KeyframePicker, quality, sharpness
+from agent.capture.motion import MotionDetector, MotionResult, analysis_factor
+from agent.capture.recorder import ClipWriter, MediaPacket, PacketBuffer, WrittenClip, publish
+from agent.capture.segmenter import Decision, EndClip, Segmenter, SplitClip, StartClip
+from agent.capture.source import Connection, Source
+from agent.config import CameraConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    path: Path  # final name
+    tmp_path: Path
+    t: float  # media seconds
+
+
+@dataclass(frozen=True)
+class FinishedClip:
+    camera: str
+    clip_id: str
+    file: WrittenClip
+    event_start: float
+    event_end: float
+    peak_score: float
+    mean_score: float
+    codec: str
+    width: int
+    height: int
+    keyframes: tuple[Keyframe, ...]
+
+    def publish(self) -> None:
+        """Give the fsync'd files their final names (after the catalog has them)."""
+        publish(
+            [(self.file.tmp_path, self.file.path)] + [(k.tmp_path, k.path) for k in self.keyframes]
+        )
+
+
+class ClipSink(Protocol):
+    def name_clip(self, camera: str, start: float, start_wall: float | None) -> tuple[str, Path]:
+        """A clip id and the final path of its MP4 file."""
+
+    def deliver(self, clip: FinishedClip) -> None:
+        """Catalogue the clip and publish its files. Must not lose it once it returns."""
+
+
+@dataclass
+class CameraStats:
+    """Live counters for status; plain numbers, cheap to copy."""
+
+    state: str = "starting"
+    codec: str = ""
+    width: int = 0
+    height: int = 0
+    packets: int = 0
+    frames_decoded: int = 0
+    frames_analysed: int = 0
+    decode_errors: int = 0
+    clips: int = 0
+    last_motion_wall: float | None = None
+    last_error: str | None = None
+    connections: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class StreamChanged(Exception):
+    """The stream's parameters changed under us; the connection must be opened afresh."""
+
+
+class _OpenClip:
+    def __init__(self, writer: ClipWriter, clip_id: str, event_start: float) -> None:
+        self.writer = writer
+        self.clip_id = clip_id
+        self.event_start = event_start
+        self.scores: list[float] = []
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        cam: CameraConfig,
+        sink: ClipSink,
+        stop: threading.Event | None = None,
+        on_clip: Callable[[FinishedClip], None] | None = None,
+    ) -> None:
+        self.cam = cam
+        self.sink = sink
+        self.stop = stop or threading.Event()
+        self.on_clip = on_clip
+        self.source = Source(cam, self.stop)
+        self.stats = CameraStats()
+
+    def run(self) -> None:
+        """Run until stopped (live) or until the file ends (files without `loop`)."""
+        for conn in self.source.connections():
+            self.stats.connections += 1
+            self.stats.state = "streaming"
+            try:
+                _Session(self, conn).run()
+            except StreamChanged as exc:
+                self.source.last_error = str(exc)
+                log.warning("%s: %s; reconnecting", self.cam.name, exc)
+        self.stats.state = self.source.state
+
+
+class _Session:
+    """One connection's worth of state: decoder, detector, buffer, segmenter, open clip."""
+
+    def __init__(self, pipe: CameraPipeline, conn: Connection) -> None:
+        self.pipe = pipe
+        self.cam = pipe.cam
+        self.conn = conn
+        self.decoder = conn.stream.codec_context
+        self.buffer = PacketBuffer()
+        self.segmenter = Segmenter(
+            self.cam.clip, burst_gap=max(0.6, 2.5 / self.cam.motion.detect_fps)
+        )
+        self.picker = KeyframePicker(self.cam.clip.keyframes)
+        self.detector: MotionDetector | None = None
+        self.clip: _OpenClip | None = None
+        self.next_analysis = -1.0
+        self.interval = 1.0 / self.cam.motion.detect_fps
+        stats = pipe.stats
+        stats.codec = conn.codec
+        stats.width, stats.height = conn.size
+
+    def run(self) -> None:
+        try:
+            for mp in self.conn.packets:
+                if mp.discontinuity:
+                    log.info("%s: timestamp jump at %.2f s; closing the clip", self.cam.name, mp.t)
+                    self._restart()
+                self._packet(mp)
+        finally:
+            # End of stream, stop request or error: what was recorded becomes a clip.
+            self._apply(self.segmenter.finish())
+            if self.clip is not None:  # finish() always ends an open clip; belt and braces
+                self._close(self.clip.writer.last.t if self.clip.writer.last else 0.0)
+
+    def _restart(self) -> None:
+        self._apply(self.segmenter.finish())
+        self.segmenter = Segmenter(self.cam.clip, self.burst_gap)
+        self.buffer.clear()
+        self.picker.clear()
+
+    def _packet(self, mp: MediaPacket) -> None:
+        stats = self.pipe.stats
+        stats.packets += 1
+        self._apply(self.segmenter.packet(mp.t, mp.key))
+        self.buffer.push(mp)
+        if self.clip is not None:
+            self.clip.writer.write(mp)
+        try:
+            frames = self.decoder.decode(mp.packet)
+        except av.error.InvalidDataError:
+            stats.decode_errors += 1
+            return
+        except av.FFmpegError as exc:
+            stats.decode_errors += 1
+            log.debug("%s: decode error at %.2f s: %s", self.cam.name, mp.t, exc)
+            return
+        for frame in frames:
+            stats.frames_decoded += 1
+            if mp.t >= self.next_analysis:
+                self.next_analysis = max(self.next_analysis + self.interval, mp.t - self.interval)
+                self._analyse(frame, mp)
+        self.buffer.trim(self.segmenter.horizon())
+
+    def _analyse(self, frame: av.VideoFrame, mp: MediaPacket) -> None:
+        t = mp.t
+        luma = luma_plane(frame)
+        f = analysis_factor(frame.width, self.cam.motion.analysis_width)
+        if self.detector is None or self.detector.shape != (frame.height // f, frame.width // f):
+            if self.detector is not None:
+                log.info(
+                    "%s: resolution changed to %dx%d", self.cam.name, frame.width, frame.height
+                )
+                self._restart()
+            self.detector = MotionDetector(
+                self.cam.motion, frame.width, frame.height, self.cam.mask
+            )
+            self.pipe.stats.width, self.pipe.stats.height = frame.width, frame.height
+        result = self.detector.analyse(luma, t)
+        self.pipe.stats.frames_analysed += 1
+        if result.motion:
+            self.pipe.stats.last_motion_wall = mp.wall
+        self._apply(self.segmenter.motion(t, result.motion))
+        if self.clip is not None:
+            self.clip.scores.append(result.score)
+        if result.motion and not result.global_change:
+            self._offer_keyframe(frame, luma, result)
+
+    def _offer_keyframe(self, frame: av.VideoFrame, luma: np.ndarray, r: MotionResult) -> None:
+        score = quality(r.score, sharpness(luma, r.box))
+        if not self.picker.would_keep(r.t, score):
+            return
+        assert self.detector is not None and self.detector.background is not None
+        thumb = self.detector.last_frame.copy()
+        image = jpeg.prepare(frame, self.cam.clip.keyframe_size)
+        self.picker.add(Candidate(r.t, score, thumb, image))
+
+    def _apply(self, decisions: list[Decision]) -> None:
+        for d in decisions:
+            if isinstance(d, StartClip):
+                self._open(d.at, d.event_start)
+            elif isinstance(d, SplitClip):
+                event_end = self.segmenter.last_motion if self.segmenter.last_motion else d.at
+                assert self.clip is not None
+                self._close(min(event_end, d.at))
+                self._open(d.at, d.at)
+            elif isinstance(d, EndClip):
+                self._close(d.event_end)
+
+    def _open(self, at: float, event_start: float) -> None:
+        packets = self.buffer.since(at)
+        if not packets:
+            log.warning(
+                "%s: no keyframe buffered at %.2f s; clip starts at the next one", self.cam.name, at
+            )
+        first = packets[0] if packets else None
+        wall = first.wall if first else None
+        clip_id, path = self.pipe.sink.name_clip(self.cam.name, first.t if first else at, wall)
+        writer = ClipWriter(self.conn.stream, path)
+        for p in packets:
+            writer.write(p)
+        self.clip = _OpenClip(writer, clip_id, event_start)
+
+    def _close(self, event_end: float) -> None:
+        clip, self.clip = self.clip, None
+        if clip is None:
+            return
+        written = clip.writer.close()
+        if written is None:
+            return
+        event_start = min(max(clip.event_start, written.start), written.end)
+        event_end = min(max(event_end, event_start), written.end)
+        chosen = self.picker.pick(written.start, written.end)
+        keyframes = []
+        for i, cand in enumerate(chosen):
+            final = written.path.with_name(f"{written.path.stem}_{i}.jpg")
+            tmp = final.with_name(final.name + ".tmp")
+            jpeg.write_jpeg(cand.image, tmp, self.cam.clip.keyframe_size)
+            keyframes.append(Keyframe(final, tmp, cand.t))
+        self.picker.drop_before(written.end)
+        scores = clip.scores or [0.0]
+        finished = FinishedClip(
+            camera=self.cam.name,
+            clip_id=clip.clip_id,
+            file=written,
+            event_start=event_start,
+            event_end=event_end,
+            peak_score=float(max(scores)),
+            mean_score=float(sum(scores) / len(scores)),
+            codec=self.conn.codec,
+            width=self.pipe.stats.width,
+            height=self.pipe.stats.height,
+            keyframes=tuple(keyframes),
+        )
+        self.pipe.sink.deliver(finished)
+        self.pipe.stats.clips += 1
+        log.info(
+            "%s: clip %s %.1f-%.1f s (%d frames, %d keyframes)",
+            self.cam.name,
+            clip.clip_id,
+            written.start,
+            written.end,
+            written.frames,
+            len(keyframes),
+        )
+        if self.pipe.on_clip:
+            self.pipe.on_clip(finished)
+
+
+LUMA_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray")
+
+
+def luma_plane(frame: av.VideoFrame) -> np.ndarray:
+    """The Y plane as a zero-copy (height, width) view of the decoder's buffer.
+
+    8-bit YUV formats carry luma in plane 0 as is; anything else (10-bit HEVC, say) is converted.
+    """
+    if frame.format.name not in LUMA_FORMATS:
+        frame = frame.reformat(format="gray")
+    plane = frame.planes[0]
+    buf = np.frombuffer(plane, np.uint8)
+    return buf.reshape(plane.height, plane.line_size)[:, : plane.width]

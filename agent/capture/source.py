@@ -1,0 +1,279 @@
+"""Camera streams through PyAV: open, read, time, reconnect. Hides PyAV from the rest.
+
+A `Source` yields `Connection`s; each connection yields `MediaPacket`s on one continuous
+session timeline. What real cameras do to timestamps is absorbed here: a first packet without
+pts, missing dts, backward jumps and resets (a camera reboot, a file looping), long forward
+gaps (lost packets). Each of these is glued so that media time keeps increasing, and the packet
+after the jump carries `discontinuity=True` so the pipeline can close the clip cleanly.
+
+Live sources reconnect forever with capped exponential backoff and full jitter; wrong
+credentials are retried slowly. File sources replay through the same code, paced at native
+rate when `realtime` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from agent.capture.recorder import MediaPacket
+from agent.config import CameraConfig, redact
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 1.0
+BACKOFF_CAP = 30.0
+AUTH_BACKOFF_START = 30.0
+AUTH_BACKOFF_CAP = 300.0
+HEALTHY_AFTER = 10.0  # s of streaming after which the backoff starts over
+JUMP_FRAMES = 50  # a forward timestamp gap longer than this many frame intervals is a jump
+JUMP_MIN = 2.0  # ... and never shorter than this many seconds
+WALL_DRIFT = 2.0  # s the stream may drift from the host clock before wall time re-anchors
+SUPPORTED_CODECS = ("h264", "hevc")
+
+
+class SourceError(Exception):
+    """A stream could not be opened or read; the message is safe to log (no secrets)."""
+
+
+class AuthError(SourceError):
+    """The camera refused our credentials."""
+
+
+class UnsupportedStream(SourceError):
+    """The input has no video stream we can record (no video, or a codec we do not support)."""
+
+
+@dataclass
+class Connection:
+    container: av.container.InputContainer
+    stream: av.video.stream.VideoStream
+    packets: Iterator[MediaPacket]
+
+    @property
+    def codec(self) -> str:
+        return self.stream.codec_context.name
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.stream.codec_context.width, self.stream.codec_context.height
+
+
+def file_path(url: str) -> Path:
+    return Path(url[len("file://") :]) if url.startswith("file://") else Path(url)
+
+
+def open_input(url: str, *, transport: str = "tcp", timeout: float = 10.0):
+    """Open a stream or file; raise SourceError subclasses with redacted messages."""
+    is_file = "://" not in url or url.startswith("file://")
+    target = str(file_path(url)) if is_file else url
+    options = {}
+    if not is_file and url.startswith("rtsp"):
+        options = {
+            "rtsp_transport": transport,
+            "allowed_media_types": "video",
+            "timeout": str(int(timeout * 1_000_000)),
+        }
+    try:
+        if is_file:
+            container = av.open(target, options=options)
+        else:
+            container = av.open(target, options=options, timeout=(timeout, timeout))
+    except av.error.HTTPUnauthorizedError:
+        raise AuthError(f"{redact(url)}: the camera rejected the credentials (401)") from None
+    except (av.FFmpegError, OSError) as exc:
+        raise SourceError(f"{redact(url)}: cannot open: {_reason(exc)}") from None
+    if not container.streams.video:
+        container.close()
+        raise UnsupportedStream(f"{redact(url)}: no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context.name not in SUPPORTED_CODECS:
+        name = stream.codec_context.name
+        container.close()
+        raise UnsupportedStream(
+            f"{redact(url)}: video codec {name!r} is not supported (H.264 or H.265 only)"
+        )
+    stream.codec_context.thread_count = 1  # one camera, one core at most: no frame threads
+    return container, stream
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return redact(str(text))
+
+
+class Timeline:
+    """Maps each connection's raw timestamps onto one continuous session timeline."""
+
+    def __init__(self) -> None:
+        self.offset = 0  # ticks added to raw timestamps (in the current time base)
+        self.time_base: float | None = None
+        self.last_dts: int | None = None  # session ticks
+        self.interval = 0  # typical frame interval, ticks
+        self.anchored = False  # has this connection's offset been set from a real timestamp?
+
+    def begin(self, time_base: float) -> None:
+        """A new connection: its first packet continues from the last one, whatever its raw ts."""
+        if self.time_base is not None and self.last_dts is not None and time_base != self.time_base:
+            self.last_dts = round(self.last_dts * self.time_base / time_base)
+            self.interval = round(self.interval * self.time_base / time_base)
+        self.time_base = time_base
+        self.anchored = False
+
+    def place(self, pts: int | None, dts: int | None, duration: int) -> tuple[int, int, int, bool]:
+        """Session (pts, dts, duration, discontinuity) for a packet's raw timestamps."""
+        assert self.time_base is not None, "begin() a connection first"
+        raw = dts if dts is not None else pts
+        step = max(self.interval, 1)
+        following = 0 if self.last_dts is None else self.last_dts + step
+        jump = False
+        if raw is None:  # no timestamp at all (some cameras' first frame): one interval on
+            new_dts = following
+        elif not self.anchored:
+            new_dts = following
+            self.offset = new_dts - raw
+            self.anchored = True
+        else:
+            new_dts = raw + self.offset
+            assert self.last_dts is not None
+            gap = new_dts - self.last_dts
+            limit = max(JUMP_MIN / self.time_base, JUMP_FRAMES * step)
+            if abs(gap) > limit:  # camera reboot, loop, lost seconds: glue and flag
+                new_dts = following
+                self.offset = new_dts - raw
+                jump = True
+            elif gap <= 0:  # a repeated or slightly reordered timestamp: keep dts increasing
+                new_dts = self.last_dts + 1
+            else:
+                self.interval = gap if not self.interval else round(0.9 * self.interval + 0.1 * gap)
+        new_pts = new_dts if pts is None else max(pts + self.offset, new_dts)
+        self.last_dts = new_dts
+        return new_pts, new_dts, duration or step, jump
+
+
+class Source:
+    """All connections to one camera, for as long as it is wanted."""
+
+    def __init__(self, cam: CameraConfig, stop: threading.Event) -> None:
+        self.cam = cam
+        self.stop = stop
+        self.is_file = cam.is_file
+        self.timeline = Timeline()
+        self.state = "connecting"
+        self.last_error: str | None = None
+        self.corrupt_packets = 0
+
+    def connections(self) -> Iterator[Connection]:
+        """Yield live connections until stopped (files: until the end, unless looping)."""
+        backoff = BACKOFF_START
+        while not self.stop.is_set():
+            try:
+                container, stream = open_input(
+                    self.cam.url, transport=self.cam.transport, timeout=self.cam.timeout
+                )
+            except UnsupportedStream:
+                self.state = "unsupported"
+                raise
+            except SourceError as exc:
+                if self.is_file:
+                    self.state = "failed"
+                    raise
+                auth = isinstance(exc, AuthError)
+                self.state = "auth-failed" if auth else "reconnecting"
+                self.last_error = str(exc)
+                if auth:
+                    backoff = max(backoff, AUTH_BACKOFF_START)
+                cap = AUTH_BACKOFF_CAP if auth else BACKOFF_CAP
+                delay = random.uniform(backoff / 2, backoff)
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                self.stop.wait(delay)
+                backoff = min(backoff * 2, cap)
+                continue
+            self.state = "streaming"
+            started = time.monotonic()
+            try:
+                self.timeline.begin(float(stream.time_base))
+                yield Connection(container, stream, self._packets(container, stream))
+            finally:
+                container.close()
+            if self.stop.is_set():
+                break
+            if self.is_file and not self.cam.loop:
+                self.state = "finished"
+                return
+            if time.monotonic() - started >= HEALTHY_AFTER:
+                backoff = BACKOFF_START
+            if not self.is_file:
+                self.state = "reconnecting"
+                delay = random.uniform(backoff / 2, backoff)
+                log.warning(
+                    "%s: stream lost (%s); reconnecting in %.1f s",
+                    redact(self.cam.url),
+                    self.last_error or "end of stream",
+                    delay,
+                )
+                self.stop.wait(delay)
+                backoff = min(backoff * 2, BACKOFF_CAP)
+        self.state = "stopped"
+
+    def _packets(self, container, stream) -> Iterator[MediaPacket]:
+        tb = float(stream.time_base)
+        pace = self.is_file and self.cam.realtime
+        anchor_wall = anchor_t = anchor_mono = None
+        self.last_error = None
+        demux = container.demux(stream)
+        while not self.stop.is_set():
+            try:
+                pkt = next(demux)
+            except StopIteration:
+                return
+            except av.error.ExitError:
+                self.last_error = f"no packet for {self.cam.timeout:g} s"
+                self.state = "stalled"
+                return
+            except av.FFmpegError as exc:
+                if isinstance(exc, av.error.InvalidDataError) and self.is_file:
+                    # A corrupt file region: the demuxer cannot go on from here.
+                    self.corrupt_packets += 1
+                    raise SourceError(
+                        f"{redact(self.cam.url)}: corrupt data: {_reason(exc)}"
+                    ) from None
+                self.last_error = _reason(exc)
+                return
+            if pkt.size == 0:
+                continue  # flush/empty packets carry nothing to record
+            if pkt.is_corrupt:
+                self.corrupt_packets += 1
+            pts, dts, dur, jump = self.timeline.place(pkt.pts, pkt.dts, pkt.duration or 0)
+            t = dts * tb
+            now_wall = time.time()
+            # Wall time follows the camera's clock from an anchor; re-anchored when the host's
+            # clock and the stream drift apart (live only: a paced file defines its own clock).
+            drifted = (
+                not pace
+                and anchor_wall is not None
+                and abs(now_wall - (anchor_wall + t - anchor_t)) > WALL_DRIFT
+            )
+            if anchor_wall is None or jump or drifted:
+                anchor_wall, anchor_t, anchor_mono = now_wall, t, time.monotonic()
+            if pace:
+                delay = anchor_mono + (t - anchor_t) - time.monotonic()
+                if delay > 0 and self.stop.wait(delay):
+                    return
+            yield MediaPacket(
+                packet=pkt,
+                t=t,
+                pts=pts,
+                dts=dts,
+                duration=dur,
+                key=bool(pkt.is_keyframe),
+                wall=anchor_wall + (t - anchor_t),
+                discontinuity=jump,
+            )

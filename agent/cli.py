@@ -1,0 +1,100 @@
+"""`ipc-agent`: thin commands over library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from agent import __version__, logs
+from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
+
+log = logging.getLogger("agent")
+
+
+def _config(path: str | None, required: bool) -> Config:
+    if path is None and not required and not DEFAULT_CONFIG_PATH.exists():
+        return Config()
+    return load(path or DEFAULT_CONFIG_PATH)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agent.replay import ReplayError, replay
+
+    config = _config(args.config, required=False)
+    out = Path(args.out) if args.out else Path.cwd() / time.strftime("replay-%Y%m%d-%H%M%S")
+
+    def show(clip: dict) -> None:
+        if args.json:
+            print(json.dumps(clip), flush=True)
+        else:
+            print(
+                f"{clip['start']:8.2f}-{clip['end']:8.2f} s  motion {clip['event_start']:.2f}-"
+                f"{clip['event_end']:.2f} s  {len(clip['keyframes'])} keyframes  {clip['clip']}",
+                flush=True,
+            )
+
+    try:
+        clips = replay(Path(args.video), out, config, args.camera, on_clip=show)
+    except ReplayError as exc:
+        print(f"ipc-agent replay: {exc}", file=sys.stderr)
+        return 1
+    if not args.json:
+        print(f"{len(clips)} clip(s) in {out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.service.supervisor import run
+
+    config = _config(args.config, required=True)
+    logs.setup(config.agent.log_level)
+    return run(config)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _config(args.config, required=True)
+    print(f"{config.source}: OK, {len(config.cameras)} camera(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ipc-agent", description="IP camera edge agent")
+    p.add_argument("--version", action="version", version=f"ipc-agent {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("replay", help="cut a recording into clips, as fast as possible")
+    r.add_argument("video", help="a video file (MP4, MKV, TS, ...)")
+    r.add_argument("--config", help="TOML config for [motion], [clip] and cameras")
+    r.add_argument("--camera", help="use this configured camera's overrides and mask")
+    r.add_argument("--out", help="folder for clips and keyframes (default: ./replay-<time>)")
+    r.add_argument("--json", action="store_true", help="one JSON object per clip on stdout")
+    r.set_defaults(func=cmd_replay)
+
+    run = sub.add_parser("run", help="run every configured camera until SIGTERM")
+    run.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    run.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check-config", help="validate a config file and exit")
+    c.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    c.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup("warning" if args.command == "replay" and args.json else "info")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"ipc-agent: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

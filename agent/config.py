@@ -1,0 +1,263 @@
+"""Load and validate the agent's TOML configuration into frozen dataclasses.
+
+Every setting is declared once, as a dataclass field whose metadata says what is allowed; the
+validator, the error messages and the sample config's documentation all follow from that, so
+they cannot drift apart. Nothing here does I/O beyond reading the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 gateways
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = Path("/etc/ipc-agent/agent.toml")
+CAMERA_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the operator: file, key, what is allowed."""
+
+
+def _num(default: float, lo: float, hi: float, doc: str) -> Any:
+    return field(default=default, metadata={"range": (lo, hi), "doc": doc})
+
+
+def _choice(default: str, choices: tuple[str, ...], doc: str) -> Any:
+    return field(default=default, metadata={"choices": choices, "doc": doc})
+
+
+@dataclass(frozen=True)
+class MotionSettings:
+    """How motion is found in the decoded luma plane (see agent/capture/motion.py)."""
+
+    detect_fps: float = _num(5.0, 0.5, 60.0, "frames analysed per second")
+    analysis_width: int = _num(320, 64, 1920, "width in px the frame is reduced to for analysis")
+    threshold: float = _num(10.0, 2.0, 128.0, "least luma change (0-255) a pixel must show")
+    min_area: float = _num(0.02, 0.0, 50.0, "least changed area, % of the unmasked frame")
+    background_time: float = _num(4.0, 0.2, 600.0, "s the background takes to follow slow light")
+    absorb_time: float = _num(20.0, 1.0, 3600.0, "s until a stopped object becomes background")
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """How motion events become clips (see agent/capture/segmenter.py)."""
+
+    pre_roll: float = _num(3.0, 0.0, 60.0, "s of video kept before motion starts")
+    post_roll: float = _num(5.0, 0.0, 300.0, "s kept after motion stops; also merges bursts")
+    min_event: float = _num(1.0, 0.0, 60.0, "bursts of motion shorter than this are no event")
+    max_clip: float = _num(60.0, 2.0, 3600.0, "a longer event is split into back-to-back clips")
+    keyframes: int = _num(4, 0, 32, "images picked per clip")
+    keyframe_size: int = _num(1280, 160, 4096, "longest side of a keyframe image, px")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    url: str
+    transport: str = _choice("tcp", ("tcp", "udp"), "RTSP transport")
+    realtime: bool = field(default=True, metadata={"doc": "file sources: pace at native rate"})
+    loop: bool = field(default=False, metadata={"doc": "file sources: start over at the end"})
+    timeout: float = _num(10.0, 1.0, 300.0, "s without a packet before the stream is lost")
+    mask: tuple[tuple[tuple[float, float], ...], ...] = ()
+    motion: MotionSettings = field(default_factory=MotionSettings)
+    clip: ClipSettings = field(default_factory=ClipSettings)
+
+    @property
+    def is_file(self) -> bool:
+        return not re.match(r"^[a-z][a-z0-9+.-]*://", self.url) or self.url.startswith("file://")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    device_id: str = field(default_factory=socket.gethostname)
+    data_dir: Path = Path("/var/lib/ipc-agent")
+    log_level: str = _choice("info", ("debug", "info", "warning", "error"), "log verbosity")
+
+
+@dataclass(frozen=True)
+class Config:
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    motion: MotionSettings = field(default_factory=MotionSettings)
+    clip: ClipSettings = field(default_factory=ClipSettings)
+    cameras: tuple[CameraConfig, ...] = ()
+    source: str = "<defaults>"
+
+    def camera(self, name: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        known = ", ".join(c.name for c in self.cameras) or "none configured"
+        raise ConfigError(f"{self.source}: no camera named {name!r} (cameras: {known})")
+
+
+# -- redaction -------------------------------------------------------------------------------
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+
+
+def redact(text: str) -> str:
+    """Hide the password of every URL in `text`: rtsp://user:pass@host → rtsp://user:***@host."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def _describe(f: dataclasses.Field) -> str:
+    meta = f.metadata
+    if "choices" in meta:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    if "range" in meta:
+        lo, hi = meta["range"]
+        kind = "an integer" if f.type in (int, "int") else "a number"
+        return f"{kind} from {lo} to {hi}"
+    if f.type in (bool, "bool"):
+        return "true or false"
+    return "a string"
+
+
+def _value(f: dataclasses.Field, raw: Any, where: str) -> Any:
+    def bad() -> ConfigError:
+        return ConfigError(f"{where} = {raw!r}: expected {_describe(f)}")
+
+    typ = f.type
+    if typ in (bool, "bool"):
+        if not isinstance(raw, bool):
+            raise bad()
+        return raw
+    if "range" in f.metadata:
+        want_int = typ in (int, "int")
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise bad()
+        if want_int and not float(raw).is_integer():
+            raise bad()
+        lo, hi = f.metadata["range"]
+        if not lo <= raw <= hi:
+            raise bad()
+        return int(raw) if want_int else float(raw)
+    if not isinstance(raw, str) or not raw:
+        raise bad()
+    if "choices" in f.metadata and raw not in f.metadata["choices"]:
+        raise bad()
+    return raw
+
+
+def _build(cls: type, table: Any, where: str, *, base: Any = None, skip: tuple[str, ...] = ()):
+    """Build dataclass `cls` from a TOML table, starting from `base` (defaults if None)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[{where}]: expected a table, got {table!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    unknown = sorted(set(table) - set(fields) - set(skip))
+    if unknown:
+        allowed = ", ".join(fields)
+        raise ConfigError(f"[{where}]: unknown key {unknown[0]!r} (allowed: {allowed})")
+    values = {k: _value(fields[k], v, f"[{where}] {k}") for k, v in table.items() if k in fields}
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+
+
+def _polygons(raw: Any, where: str) -> tuple[tuple[tuple[float, float], ...], ...]:
+    msg = f"{where}: expected a list of polygons, each a list of ≥3 [x, y] points with 0 ≤ x, y ≤ 1"
+    if not isinstance(raw, list):
+        raise ConfigError(msg)
+    polys = []
+    for poly in raw:
+        if not isinstance(poly, list) or len(poly) < 3:
+            raise ConfigError(msg)
+        points = []
+        for pt in poly:
+            ok = isinstance(pt, list) and len(pt) == 2
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pt)
+            if not ok or not all(0.0 <= v <= 1.0 for v in pt):
+                raise ConfigError(f"{msg}; got {pt!r}")
+            points.append((float(pt[0]), float(pt[1])))
+        polys.append(tuple(points))
+    return tuple(polys)
+
+
+def _camera(raw: Any, index: int, motion: MotionSettings, clip: ClipSettings) -> CameraConfig:
+    where = f"cameras[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[[cameras]] #{index + 1}: expected a table")
+    for key in ("name", "url"):
+        if key not in raw:
+            raise ConfigError(f"[{where}]: missing required key {key!r}")
+    name = raw["name"]
+    if not isinstance(name, str) or not CAMERA_NAME.match(name):
+        raise ConfigError(
+            f"[{where}] name = {name!r}: expected 1-64 characters of a-z, 0-9, '_' or '-'"
+        )
+    where = f"cameras.{name}"
+    if not isinstance(raw["url"], str) or not raw["url"].strip():
+        raise ConfigError(f"[{where}] url: expected an rtsp:// URL, a file path or a file:// URL")
+    cam = _build(
+        CameraConfig,
+        raw,
+        where,
+        base=CameraConfig(name=name, url=raw["url"]),
+        skip=("name", "url", "mask", "motion", "clip"),
+    )
+    mask = _polygons(raw.get("mask", []), f"[{where}] mask")
+    cam_motion = _build(MotionSettings, raw.get("motion", {}), f"{where}.motion", base=motion)
+    cam_clip = _build(ClipSettings, raw.get("clip", {}), f"{where}.clip", base=clip)
+    return dataclasses.replace(cam, mask=mask, motion=cam_motion, clip=cam_clip)
+
+
+def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
+    """Validate a parsed TOML document. Raises ConfigError naming `source`, the key and the rule."""
+    try:
+        allowed = {"agent", "motion", "clip", "cameras"}
+        unknown = sorted(set(doc) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown section {unknown[0]!r} (allowed: {', '.join(allowed)})")
+        agent_raw = (
+            dict(doc.get("agent", {})) if isinstance(doc.get("agent", {}), Mapping) else None
+        )
+        if agent_raw is None:
+            raise ConfigError("[agent]: expected a table")
+        data_dir = agent_raw.pop("data_dir", None)
+        agent = _build(AgentSettings, agent_raw, "agent", base=AgentSettings())
+        if data_dir is not None:
+            if not isinstance(data_dir, str) or not data_dir:
+                raise ConfigError(f"[agent] data_dir = {data_dir!r}: expected a directory path")
+            agent = dataclasses.replace(agent, data_dir=Path(data_dir))
+        motion = _build(MotionSettings, doc.get("motion", {}), "motion", base=MotionSettings())
+        clip = _build(ClipSettings, doc.get("clip", {}), "clip", base=ClipSettings())
+        cams_raw = doc.get("cameras", [])
+        if not isinstance(cams_raw, list):
+            raise ConfigError("cameras: expected [[cameras]] tables")
+        cameras = tuple(_camera(c, i, motion, clip) for i, c in enumerate(cams_raw))
+        seen: set[str] = set()
+        for cam in cameras:
+            if cam.name in seen:
+                raise ConfigError(f"[[cameras]] name = {cam.name!r}: duplicate camera name")
+            seen.add(cam.name)
+    except ConfigError as exc:
+        raise ConfigError(redact(f"{source}: {exc}")) from None
+    return Config(agent=agent, motion=motion, clip=clip, cameras=cameras, source=source)
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(redact(f"{path}: not valid TOML: {exc}")) from None
+    return parse(doc, str(path))

@@ -1,0 +1,24 @@
+"""Logging for a journald-friendly daemon: one line per event, level first, never a secret."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from agent.config import redact
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then hides URL passwords wherever they slipped into the text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record)).replace("\n", " | ")
+
+
+def setup(level: str = "info", *, stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("libav").setLevel(logging.ERROR)

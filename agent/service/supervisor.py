@@ -1,0 +1,80 @@
+"""`ipc-agent run`: one child process per camera, so a crash inside libav stays in its camera.
+
+The parent recovers the spool once, starts the cameras, and on SIGTERM/SIGINT asks each child
+to stop; a child finishes its open event into a clip before it exits. Restarts, heartbeats,
+status and systemd integration build on this shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import signal
+import threading
+import time
+
+from agent import logs
+from agent.capture.catalog import SpoolSink
+from agent.capture.pipeline import CameraPipeline
+from agent.capture.source import SourceError
+from agent.config import CameraConfig, Config
+from agent.spool import Spool
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 30.0  # s a camera gets to finish its clip after SIGTERM before it is killed
+
+
+def camera_main(config: Config, cam: CameraConfig) -> None:
+    """Entry point of a camera's child process."""
+    logs.setup(config.agent.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    spool = Spool(config.agent.data_dir)
+    pipe = CameraPipeline(cam, SpoolSink(spool), stop)
+    try:
+        pipe.run()
+    except SourceError as exc:
+        log.error("%s: %s", cam.name, exc)
+    finally:
+        spool.close()
+    if not stop.is_set():
+        log.info("%s: source finished; idle until the agent stops", cam.name)
+
+
+def run(config: Config) -> int:
+    """Run every configured camera until SIGTERM/SIGINT. Returns the exit code."""
+    if not config.cameras:
+        log.error("%s: no [[cameras]] configured; nothing to do", config.source)
+        return 2
+    spool = Spool(config.agent.data_dir)
+    spool.recover(config.agent.data_dir / "clips")
+    spool.close()
+
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    ctx = mp.get_context("spawn")
+    children: dict[str, mp.process.BaseProcess] = {}
+    for cam in config.cameras:
+        proc = ctx.Process(target=camera_main, args=(config, cam), name=f"camera-{cam.name}")
+        proc.start()
+        children[cam.name] = proc
+        log.info("camera %s started (pid %d)", cam.name, proc.pid)
+    log.info("agent running with %d camera(s); data in %s", len(children), config.agent.data_dir)
+    stopping.wait()
+
+    log.info("stopping: finishing open clips")
+    for proc in children.values():
+        if proc.is_alive():
+            proc.terminate()  # SIGTERM: the child finishes its event into a clip
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for name, proc in children.items():
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            log.error("camera %s did not stop in %.0f s; killing it", name, STOP_TIMEOUT)
+            proc.kill()
+            proc.join()
+    log.info("stopped")
+    return 0
