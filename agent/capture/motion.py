@@ -11,8 +11,11 @@ The scene model, per analysis pixel:
 - a global gain, re-estimated on every frame from the median ratio of background to frame, so
   auto-exposure and dusk do not read as change and the contrast of a dim object is restored.
 
-Changed pixels must be spatially coherent (a 3x3 neighbourhood vote) before they count, which
-removes the speckle a noise threshold always lets through.
+A pixel that differs from the background is *moving* only if it also changed between analyses
+within the last `MOVE_HOLD` seconds: an object that stops ends the event after the post-roll
+instead of holding it open until it is absorbed, and the ghost a departing object leaves is not
+motion either. Changed pixels must be spatially coherent (a 3x3 neighbourhood vote) before
+they count, which removes the speckle a noise threshold always lets through.
 
 A sudden change over a large part of the frame (a light switch, a day/night IR switch, the
 camera's exposure jumping) is told apart from a large moving object by structure: block-wise
@@ -39,6 +42,7 @@ STRUCTURE_NCC = 0.5  # a block whose correlation with the background is below th
 FLAT_STD = 3.0  # a block flatter than this (luma std) has no texture to compare
 NOISE_TIME = 10.0  # s, time constant of the noise estimate
 SETTLE_TIME = 1.5  # s of fast adaptation after a re-baseline (exposure settles, noise re-learnt)
+MOVE_HOLD = 1.0  # s a pixel stays "moving" after it last changed between two analyses
 WARMUP_FRAMES = 3  # analysed frames needed before the first motion verdict
 GAIN_LIMITS = (0.2, 5.0)
 
@@ -151,32 +155,33 @@ class MotionDetector:
         self._sample[1::2, :] = False  # gain from every other row: plenty of pixels, half the cost
         self._sample[:, 1::2] = False
         self.background: np.ndarray | None = None
-        self.last_frame: np.ndarray | None = None  # the latest analysis image (gain-corrected)
+        self.last_frame: np.ndarray | None = None  # the latest analysis image, as decoded
         self.noise = np.full(self.shape, settings.threshold / NOISE_K, np.float32)
+        self.last_change = np.full(self.shape, -np.inf, np.float32)  # when each pixel last changed
         self.frames = 0
         self.last_t: float | None = None
         self.settle_until = -math.inf
 
     def analyse(self, luma: np.ndarray, t: float) -> MotionResult:
-        frame = downscale(luma, self.factor, self.shape)
+        raw = downscale(luma, self.factor, self.shape)
         dt = 0.0 if self.last_t is None else min(max(t - self.last_t, 0.0), 5.0)
         self.last_t = t
         self.frames += 1
+        previous, self.last_frame = self.last_frame, raw
         if self.background is None:
-            self.background = frame.copy()
-            self.last_frame = frame
+            self.background = raw.copy()
             return MotionResult(t, False, 0.0, None, warming_up=True)
 
+        # The background follows the raw frames; the gain only bridges the lag while the light
+        # changes. (Learning gain-corrected frames would let any bias in the gain compound.)
         bg = self.background
-        gain = self._gain(frame, bg)
-        if gain != 1.0:
-            frame *= gain
-        self.last_frame = frame
+        gain = self._gain(raw, bg)
+        frame = raw * gain if gain != 1.0 else raw
         diff = np.abs(frame - bg)
         s = self.settings
         settling = t < self.settle_until
         if self.frames <= WARMUP_FRAMES:
-            self._learn(frame, diff, np.zeros(self.shape, bool), 0.5, 0.5)
+            self._learn(raw, diff, np.zeros(self.shape, bool), 0.5, 0.5)
             return MotionResult(t, False, 0.0, None, warming_up=True)
 
         thresh = np.maximum(self.noise * NOISE_K, s.threshold)
@@ -184,6 +189,10 @@ class MotionDetector:
         global_change = False
         if changed.sum() > GLOBAL_FRACTION * self.valid_count:
             changed, global_change = self._split_light_from_motion(frame, bg, changed)
+        if previous is not None:
+            self.last_change[np.abs(raw - previous) > thresh] = t
+        hold = max(MOVE_HOLD, 2.5 * dt)  # at a low detect_fps, span at least two analyses
+        changed &= (t - self.last_change) <= hold
 
         moving = changed & (_box_count(changed) >= NEIGHBOURS)
         area = int(moving.sum())
@@ -191,7 +200,7 @@ class MotionDetector:
 
         if global_change:
             # Re-baseline: the new light is the new background, except where things move.
-            bg[~moving] = frame[~moving]
+            bg[~moving] = raw[~moving]
             self.settle_until = t + SETTLE_TIME
             settling = True
         a_bg = 1.0 - math.exp(-dt / s.background_time)
@@ -199,7 +208,7 @@ class MotionDetector:
         a_noise = 1.0 - math.exp(-dt / (SETTLE_TIME / 3 if settling else NOISE_TIME))
         if settling:
             a_bg = max(a_bg, 1.0 - math.exp(-dt / (SETTLE_TIME / 3)))
-        self._learn(frame, np.minimum(diff, thresh), moving, a_bg, a_fg, a_noise)
+        self._learn(raw, np.minimum(diff, thresh), moving, a_bg, a_fg, a_noise)
 
         box = None
         if motion:

@@ -142,6 +142,7 @@ class _Session:
         self.picker = KeyframePicker(self.cam.clip.keyframes)
         self.detector: MotionDetector | None = None
         self.clip: _OpenClip | None = None
+        self.current: MediaPacket | None = None  # the packet being processed
         self.next_analysis = -1.0
         self.interval = 1.0 / self.cam.motion.detect_fps
         stats = pipe.stats
@@ -170,6 +171,7 @@ class _Session:
     def _packet(self, mp: MediaPacket) -> None:
         stats = self.pipe.stats
         stats.packets += 1
+        self.current = mp
         self._apply(self.segmenter.packet(mp.t, mp.key))
         self.buffer.push(mp)
         if self.clip is not None:
@@ -231,19 +233,22 @@ class _Session:
                 event_end = self.segmenter.last_motion if self.segmenter.last_motion else d.at
                 assert self.clip is not None
                 self._close(min(event_end, d.at))
-                self._open(d.at, d.at)
+                self._open(d.at, d.at, from_buffer=False)  # the split keyframe is this packet
             elif isinstance(d, EndClip):
                 self._close(d.event_end)
 
-    def _open(self, at: float, event_start: float) -> None:
-        packets = self.buffer.since(at)
-        if not packets:
+    def _open(self, at: float, event_start: float, *, from_buffer: bool = True) -> None:
+        """Open a clip at keyframe `at`: from the buffer (pre-roll), or from the next packet."""
+        packets = self.buffer.since(at) if from_buffer else []
+        if from_buffer and not packets:
             log.warning(
-                "%s: no keyframe buffered at %.2f s; clip starts at the next one", self.cam.name, at
+                "%s: no keyframe buffered at %.2f s; the clip starts at the next one",
+                self.cam.name,
+                at,
             )
-        first = packets[0] if packets else None
-        wall = first.wall if first else None
-        clip_id, path = self.pipe.sink.name_clip(self.cam.name, first.t if first else at, wall)
+        first = packets[0] if packets else self.current
+        assert first is not None, "clips open while a packet is being processed"
+        clip_id, path = self.pipe.sink.name_clip(self.cam.name, first.t, first.wall)
         writer = ClipWriter(self.conn.stream, path)
         for p in packets:
             writer.write(p)
