@@ -103,7 +103,8 @@ class Config:
 
 # -- redaction -------------------------------------------------------------------------------
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+# The password runs to the last "@" of the authority: an unescaped "@" in it must not leak a tail.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^/\s]*@")
 
 
 def redact(text: str) -> str:

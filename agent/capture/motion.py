@@ -20,8 +20,9 @@ they count, which removes the speckle a noise threshold always lets through.
 A sudden change over a large part of the frame (a light switch, a day/night IR switch, the
 camera's exposure jumping) is told apart from a large moving object by structure: block-wise
 normalised cross-correlation between frame and background. Light changes the brightness of a
-block but keeps its texture; an object replaces the texture. Lit-up blocks re-baseline; blocks
-whose structure changed still count as motion, so a person walking through the switch is seen.
+block but keeps its texture; an object replaces the texture. A light change re-baselines the
+background at once; a person walking through it differs from the new background from the next
+analysis on, so it is still seen.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ GLOBAL_FRACTION = 0.25  # this much of the frame changing at once triggers the s
 BLOCK = 8  # block size (analysis px) of the structure check
 STRUCTURE_NCC = 0.5  # a block whose correlation with the background is below this has new content
 FLAT_STD = 3.0  # a block flatter than this (luma std) has no texture to compare
+CLIP_LEVELS = (6, 249)  # luma at or beyond these is clipped: no texture survives there
+CLIPPED_FRACTION = 0.25  # a block this clipped cannot tell light from content
 NOISE_TIME = 10.0  # s, time constant of the noise estimate
 SETTLE_TIME = 1.5  # s of fast adaptation after a re-baseline (exposure settles, noise re-learnt)
 MOVE_HOLD = 1.0  # s a pixel stays "moving" after it last changed between two analyses
@@ -117,7 +120,8 @@ def structure_changed(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
 
     Zero-mean normalised cross-correlation is invariant to a block's gain and offset, which is
     what a light switch, IR switch or exposure change does to a static scene. Blocks flat in both
-    images carry no structure to compare and are called unchanged.
+    images, or mostly clipped to black or white in the new one (light blows out highlights),
+    carry no structure to compare and are called unchanged.
     """
     h, w = frame.shape
     hb, wb = h // BLOCK, w // BLOCK
@@ -131,7 +135,8 @@ def structure_changed(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
     cov = sxb - sx * sb / n
     ncc = cov / np.sqrt(vx * vb + 1e-6)
     flat = (vx < n * FLAT_STD**2) & (vb < n * FLAT_STD**2)
-    return (ncc < STRUCTURE_NCC) & ~flat
+    clipped = _block_sums(((frame >= CLIP_LEVELS[1]) | (frame <= CLIP_LEVELS[0])), hb, wb)
+    return (ncc < STRUCTURE_NCC) & ~flat & (clipped < CLIPPED_FRACTION * n)
 
 
 class MotionDetector:
@@ -186,9 +191,14 @@ class MotionDetector:
 
         thresh = np.maximum(self.noise * NOISE_K, s.threshold)
         changed = (diff > thresh) & self.valid
-        global_change = False
-        if changed.sum() > GLOBAL_FRACTION * self.valid_count:
-            changed, global_change = self._split_light_from_motion(frame, bg, changed)
+        large = changed.sum() > GLOBAL_FRACTION * self.valid_count
+        if large and self._is_light_change(raw, bg, changed):
+            # Re-baseline: the new light is the new background. What moves through it differs
+            # from the new background from the next analysis on, so it is still caught.
+            bg[...] = raw
+            self.last_change.fill(-np.inf)
+            self.settle_until = t + SETTLE_TIME
+            return MotionResult(t, False, 0.0, None, global_change=True)
         if previous is not None:
             self.last_change[np.abs(raw - previous) > thresh] = t
         hold = max(MOVE_HOLD, 2.5 * dt)  # at a low detect_fps, span at least two analyses
@@ -198,11 +208,6 @@ class MotionDetector:
         area = int(moving.sum())
         motion = area >= self.min_pixels
 
-        if global_change:
-            # Re-baseline: the new light is the new background, except where things move.
-            bg[~moving] = raw[~moving]
-            self.settle_until = t + SETTLE_TIME
-            settling = True
         a_bg = 1.0 - math.exp(-dt / s.background_time)
         a_fg = 1.0 - math.exp(-dt / (s.absorb_time / 2.0))  # contrast falls ~e^2 by absorb_time
         a_noise = 1.0 - math.exp(-dt / (SETTLE_TIME / 3 if settling else NOISE_TIME))
@@ -216,7 +221,7 @@ class MotionDetector:
             cols = np.flatnonzero(moving.any(axis=0))
             h, w = self.shape
             box = (cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h)
-        return MotionResult(t, motion, area / self.valid_count, box, global_change)
+        return MotionResult(t, motion, area / self.valid_count, box)
 
     def _gain(self, frame: np.ndarray, bg: np.ndarray) -> float:
         f_med = float(np.median(frame[self._sample]))
@@ -226,25 +231,14 @@ class MotionDetector:
             return 1.0
         return min(max(gain, GAIN_LIMITS[0]), GAIN_LIMITS[1])
 
-    def _split_light_from_motion(
-        self, frame: np.ndarray, bg: np.ndarray, changed: np.ndarray
-    ) -> tuple[np.ndarray, bool]:
-        """Large sudden change: keep only changed pixels in blocks whose structure changed."""
-        blocks = structure_changed(frame, bg)
-        h, w = self.shape
-        per_pixel = np.zeros(self.shape, bool)
+    def _is_light_change(self, raw: np.ndarray, bg: np.ndarray, changed: np.ndarray) -> bool:
+        """A large sudden change: light (texture kept) or a big object (texture replaced)?"""
+        blocks = structure_changed(raw, bg)
         hb, wb = blocks.shape
-        per_pixel[: hb * BLOCK, : wb * BLOCK] = np.repeat(
+        structural = changed[: hb * BLOCK, : wb * BLOCK] & np.repeat(
             np.repeat(blocks, BLOCK, axis=0), BLOCK, axis=1
         )
-        if hb * BLOCK < h:  # edge rows/columns not covered by whole blocks: judge by the neighbour
-            per_pixel[hb * BLOCK :, :] = per_pixel[hb * BLOCK - 1 : hb * BLOCK, :]
-        if wb * BLOCK < w:
-            per_pixel[:, wb * BLOCK :] = per_pixel[:, wb * BLOCK - 1 : wb * BLOCK]
-        structural = changed & per_pixel
-        if structural.sum() > GLOBAL_FRACTION * self.valid_count:
-            return changed, False  # content changed over much of the frame: a big moving object
-        return structural, True
+        return structural.sum() <= GLOBAL_FRACTION * self.valid_count
 
     def _learn(
         self,

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run them.
+#   - Debian packages (when root): ffmpeg for ffprobe, GStreamer's RTSP server for live tests.
+#   - Python packages into ./.venv (created if missing), with the agent installed editable.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k replay -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "== installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "!! missing Debian packages: ${missing[*]}" >&2
+    echo "!! run as root (or: sudo apt-get install ${missing[*]}); their tests will be skipped" >&2
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "== creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+echo "== installing the agent and test tools into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "== ruff"
+.venv/bin/ruff check agent tests scripts
+.venv/bin/ruff format --check agent tests scripts
+
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,154 @@
+"""Config loading: the TOML contract, and errors that name the file, the key and the rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.config import (
+    AgentSettings,
+    CameraConfig,
+    ClipSettings,
+    ConfigError,
+    MotionSettings,
+    load,
+    redact,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "systemd" / "agent.example.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def error(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    message = str(exc.value)
+    assert str(path) in message, f"error does not name the file: {message}"
+    return message
+
+
+def test_example_config_loads_and_documents_every_key():
+    config = load(EXAMPLE)
+    cam = config.camera("front-door")
+    assert cam.clip.post_roll == 8.0 and cam.motion.min_area == 0.05
+    assert cam.clip.pre_roll == config.clip.pre_roll  # not overridden: inherits [clip]
+    text = EXAMPLE.read_text()
+    for cls in (AgentSettings, MotionSettings, ClipSettings, CameraConfig):
+        for f in dataclasses.fields(cls):
+            if f.name in ("motion", "clip"):
+                continue
+            assert re.search(rf"^#? ?{f.name} =", text, re.M), f"{f.name} not in the example"
+
+
+def test_an_empty_file_means_all_defaults(tmp_path):
+    config = load(write(tmp_path, ""))
+    assert config.motion == MotionSettings() and config.clip == ClipSettings()
+    assert config.cameras == () and config.agent.device_id
+
+
+def test_camera_overrides_start_from_the_global_defaults(tmp_path):
+    path = write(
+        tmp_path,
+        """
+[clip]
+pre_roll = 1.5
+[[cameras]]
+name = "a"
+url = "/tmp/a.mp4"
+[cameras.clip]
+max_clip = 30
+""",
+    )
+    cam = load(path).camera("a")
+    assert (cam.clip.pre_roll, cam.clip.max_clip) == (1.5, 30.0)
+    assert cam.is_file
+
+
+def test_unknown_key_is_named_with_the_allowed_ones(tmp_path):
+    msg = error(tmp_path, "[clip]\npreroll = 3\n")
+    assert "'preroll'" in msg and "pre_roll" in msg
+
+
+def test_unknown_section_is_rejected(tmp_path):
+    assert "'cloudz'" in error(tmp_path, "[cloudz]\nx = 1\n")
+
+
+def test_wrong_type_says_what_is_allowed(tmp_path):
+    msg = error(tmp_path, '[clip]\npost_roll = "five"\n')
+    assert "post_roll" in msg and "a number from 0.0 to 300.0" in msg
+
+
+def test_bool_is_not_a_number(tmp_path):
+    assert "keyframes" in error(tmp_path, "[clip]\nkeyframes = true\n")
+
+
+def test_out_of_range_is_rejected(tmp_path):
+    msg = error(tmp_path, "[motion]\ndetect_fps = 0\n")
+    assert "detect_fps" in msg and "0.5" in msg
+
+
+def test_integer_setting_rejects_fractions(tmp_path):
+    assert "an integer" in error(tmp_path, "[clip]\nkeyframes = 2.5\n")
+
+
+def test_duplicate_camera_names_are_rejected(tmp_path):
+    text = '[[cameras]]\nname = "a"\nurl = "x.mp4"\n' * 2
+    assert "duplicate camera name" in error(tmp_path, text)
+
+
+@pytest.mark.parametrize("name", ["Front", "a b", "", "x" * 65, 7])
+def test_bad_camera_names_are_rejected(tmp_path, name):
+    value = f'"{name}"' if isinstance(name, str) else name
+    assert "name" in error(tmp_path, f'[[cameras]]\nname = {value}\nurl = "x.mp4"\n')
+
+
+def test_missing_url_is_named(tmp_path):
+    assert "'url'" in error(tmp_path, '[[cameras]]\nname = "a"\n')
+
+
+def test_transport_choices(tmp_path):
+    msg = error(tmp_path, '[[cameras]]\nname = "a"\nurl = "x.mp4"\ntransport = "http"\n')
+    assert "'tcp', 'udp'" in msg
+
+
+@pytest.mark.parametrize(
+    "mask", ["[[0,0],[1,0],[1,1]]", "[[[0,0],[1,0]]]", "[[[0,0],[1.5,0],[1,1]]]", '"top"']
+)
+def test_bad_masks_are_rejected(tmp_path, mask):
+    msg = error(tmp_path, f'[[cameras]]\nname = "a"\nurl = "x.mp4"\nmask = {mask}\n')
+    assert "mask" in msg
+
+
+def test_invalid_toml_is_reported_with_position(tmp_path):
+    assert "not valid TOML" in error(tmp_path, "[clip\n")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load(tmp_path / "nope.toml")
+
+
+def test_password_never_appears_in_errors(tmp_path):
+    text = '[[cameras]]\nname = "a"\nurl = "rtsp://admin:s3cret@10.0.0.2/x"\ntimeout = -1\n'
+    assert "s3cret" not in error(tmp_path, text)
+
+
+def test_redact_hides_passwords_in_urls():
+    assert redact("open rtsp://admin:pa:ss@10.0.0.2:554/s1 failed") == (
+        "open rtsp://admin:***@10.0.0.2:554/s1 failed"
+    )
+    assert redact("rtsp://10.0.0.2/s1") == "rtsp://10.0.0.2/s1"
+    assert redact("rtsp://admin:p@ss@10.0.0.2/s1") == "rtsp://admin:***@10.0.0.2/s1"
+    assert (
+        redact("a rtsp://u:p@h/x and rtsp://v:q@i/y") == "a rtsp://u:***@h/x and rtsp://v:***@i/y"
+    )
