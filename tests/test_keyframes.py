@@ -1,0 +1,79 @@
+"""Keyframe choice: spread over the event, strong, mutually different, never blank."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.capture.keyframes import Candidate, KeyframePicker, is_blank, sharpness
+
+RNG = np.random.default_rng(0)
+BASE = RNG.uniform(40, 200, (90, 160)).astype(np.float32)
+
+
+def thumb(x: int) -> np.ndarray:
+    """The scene with a bright object at column x: different x, different picture."""
+    img = BASE.copy()
+    img[30:60, x : x + 10] = 250
+    return img
+
+
+def cand(t: float, score: float, x: int | None = None) -> Candidate:
+    return Candidate(t, score, thumb(int(t * 7) % 150 if x is None else x), image=f"frame@{t}")
+
+
+def test_picks_are_spread_over_the_event_and_prefer_strong_frames():
+    picker = KeyframePicker(4, capacity=40)
+    for i in range(40):
+        picker.add(cand(i * 0.5, score=1.0 + (i % 5 == 2)))
+    chosen = picker.pick(0, 20)
+    assert len(chosen) == 4
+    times = [c.t for c in chosen]
+    assert times == sorted(times)
+    assert times[0] < 5 and times[-1] >= 15, times
+    assert all(c.score == 2.0 for c in chosen), "a weaker frame beat a stronger one in its bin"
+
+
+def test_pool_stays_bounded_and_keeps_the_spread():
+    picker = KeyframePicker(4)
+    for i in range(1000):
+        picker.add(cand(i * 0.1, score=float(RNG.uniform(1, 2))))
+    assert len(picker.pool) == 8
+    times = [c.t for c in picker.pool]
+    assert times[0] < 20 and times[-1] > 80, times
+
+
+def test_would_keep_predicts_eviction():
+    picker = KeyframePicker(1, capacity=2)
+    picker.add(cand(0, 5.0))
+    picker.add(cand(10, 5.0))
+    assert not picker.would_keep(9.9, 1.0)  # weaker and crowding its neighbour: evicted at once
+    assert picker.would_keep(5.0, 9.0)
+
+
+def test_identical_frames_are_not_picked_twice():
+    picker = KeyframePicker(3, capacity=10)
+    for t in (1.0, 2.0, 3.0):
+        picker.add(cand(t, 1.0, x=50))  # an object that stands still: the same picture
+    assert len(picker.pick(0, 10)) == 1
+
+
+def test_blank_and_flash_frames_are_never_candidates():
+    picker = KeyframePicker(2)
+    picker.add(Candidate(1.0, 9.0, np.full((90, 160), 2.0, np.float32)))  # black
+    picker.add(Candidate(2.0, 9.0, np.full((90, 160), 252.0, np.float32)))  # flash
+    assert picker.pool == [] and is_blank(np.full((9, 9), 128.0))
+
+
+def test_pick_only_returns_candidates_inside_the_clip():
+    picker = KeyframePicker(4)
+    for t in (1, 2, 12, 13):
+        picker.add(cand(t, 1.0))
+    assert {c.t for c in picker.pick(10, 20)} == {12, 13}
+
+
+def test_sharpness_prefers_a_sharp_object_to_a_blurred_one():
+    sharp = np.zeros((100, 100), np.uint8)
+    sharp[::2, :] = 255
+    blurred = np.full((100, 100), 128, np.uint8)
+    box = (0.2, 0.2, 0.8, 0.8)
+    assert sharpness(sharp, box) > 100 * max(sharpness(blurred, box), 1.0)

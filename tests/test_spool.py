@@ -1,0 +1,93 @@
+"""The spool on real SQLite files: durable rows, and recovery after an unclean stop."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from agent.spool import ClipRecord, Spool
+
+
+def record(data_dir: Path, clip_id: str, keyframes: int = 2) -> ClipRecord:
+    day = data_dir / "clips" / "cam" / "2026-11-24"
+    return ClipRecord(
+        clip_id=clip_id,
+        camera="cam",
+        start_wall=1_795_000_000.25,
+        media_start=10.0,
+        media_end=20.0,
+        event_start=13.0,
+        event_end=15.0,
+        clip_path=day / f"{clip_id}.mp4",
+        clip_bytes=123,
+        keyframes=tuple((day / f"{clip_id}_{i}.jpg", 13.0 + i) for i in range(keyframes)),
+        codec="h264",
+        width=640,
+        height=360,
+        frames=150,
+        peak_score=0.1,
+        mean_score=0.05,
+    )
+
+
+def files(rec: ClipRecord) -> list[Path]:
+    return [rec.clip_path] + [p for p, _ in rec.keyframes]
+
+
+def write_tmp(rec: ClipRecord) -> None:
+    for p in files(rec):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.with_name(p.name + ".tmp").write_bytes(b"x")
+
+
+def test_rows_are_durable_with_relative_paths_and_wal(tmp_path):
+    spool = Spool(tmp_path)
+    rec = record(tmp_path, "cam_1")
+    spool.add(rec)
+    spool.close()
+    conn = sqlite3.connect(tmp_path / "spool.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.row_factory = sqlite3.Row
+    row = conn.execute("SELECT * FROM clips").fetchone()
+    assert row["state"] == "pending" and row["attempts"] == 0
+    assert row["clip_path"] == "clips/cam/2026-11-24/cam_1.mp4"
+    assert row["started_at"] == "2026-11-18T11:06:40.250Z"
+    assert row["duration"] == 10.0
+    assert [k["path"] for k in json.loads(row["keyframes"])][1].endswith("cam_1_1.jpg")
+
+
+def test_recover_finishes_a_publish_cut_short_by_a_crash(tmp_path):
+    spool = Spool(tmp_path)
+    rec = record(tmp_path, "cam_1")
+    write_tmp(rec)
+    spool.add(rec)  # crash here: committed, not yet renamed
+    report = Spool(tmp_path).recover(tmp_path / "clips")
+    assert all(p.exists() for p in files(rec))
+    assert len(report.renamed) == 3 and not report.missing
+    assert next(spool.rows())["state"] == "pending"
+
+
+def test_recover_removes_partial_files_of_uncatalogued_clips(tmp_path):
+    spool = Spool(tmp_path)
+    rec = record(tmp_path, "cam_2")
+    write_tmp(rec)  # crash here: files written, no row
+    report = spool.recover(tmp_path / "clips")
+    assert len(report.removed) == 3
+    assert not list((tmp_path / "clips").rglob("*.tmp"))
+
+
+def test_recover_flags_rows_whose_files_vanished(tmp_path):
+    spool = Spool(tmp_path)
+    spool.add(record(tmp_path, "cam_3"))
+    report = spool.recover(tmp_path / "clips")
+    assert report.missing == ["cam_3"]
+    row = next(spool.rows())
+    assert row["state"] == "failed" and "missing" in row["reason"]
+
+
+def test_counts_cover_every_state(tmp_path):
+    spool = Spool(tmp_path)
+    spool.add(record(tmp_path, "a"))
+    counts = spool.counts()
+    assert counts["pending"] == 1 and counts["registered"] == 0
