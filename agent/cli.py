@@ -52,7 +52,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config(args.config, required=True)
     logs.setup(config.agent.log_level)
-    return run(config)
+    return run(config, once=args.once)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from agent.spool import Spool
+
+    config = _config(args.config, required=True)
+    data_dir = config.agent.data_dir
+    if not (data_dir / "spool.db").exists():
+        print(f"ipc-agent queue: no spool at {data_dir / 'spool.db'} yet", file=sys.stderr)
+        return 1
+    spool = Spool(data_dir)
+    rows = list(spool.rows(state=args.state, camera=args.camera))
+    if args.json:
+        for row in rows:
+            row["keyframes"] = json.loads(row["keyframes"])
+            print(json.dumps(row))
+        return 0
+    print(
+        f"{'id':>5}  {'camera':<14}{'started (UTC)':<22}{'dur s':>6}  {'state':<10}keyframes  clip"
+    )
+    for r in rows:
+        print(
+            f"{r['id']:>5}  {r['camera']:<14}{r['started_at'][:19]:<22}{r['duration']:>6.1f}  "
+            f"{r['state']:<10}{len(json.loads(r['keyframes'])):>9}  {data_dir / r['clip_path']}"
+        )
+    counts = ", ".join(f"{n} {state}" for state, n in spool.counts().items() if n)
+    print(f"{len(rows)} clip(s) listed; spool {data_dir / 'spool.db'}: {counts or 'empty'}")
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -76,7 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run every configured camera until SIGTERM")
     run.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    run.add_argument(
+        "--once", action="store_true", help="exit when every file source has ended (demo, batch)"
+    )
     run.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("queue", help="list the clips catalogued in the spool")
+    q.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    q.add_argument("--state", help="only clips in this state (pending, registered, ...)")
+    q.add_argument("--camera", help="only this camera's clips")
+    q.add_argument("--json", action="store_true", help="one JSON object per clip")
+    q.set_defaults(func=cmd_queue)
 
     c = sub.add_parser("check-config", help="validate a config file and exit")
     c.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")

@@ -26,7 +26,8 @@ class MediaPacket:
 
     packet: av.Packet
     t: float  # media seconds, monotonic over the whole session (jumps already glued)
-    pts: int  # in `time_base` ticks, continuous like `t`
+    time_base: float  # seconds per tick of pts, dts and duration
+    pts: int  # ticks, continuous like `t`
     dts: int
     duration: int  # ticks; estimated when the camera leaves it out
     key: bool
@@ -98,6 +99,7 @@ class ClipWriter:
         self.stream = self.container.add_stream_from_template(template)
         self.first: MediaPacket | None = None
         self.last: MediaPacket | None = None
+        self.end_pts = 0  # latest presentation end: with B-frames, not the last packet's
         self.frames = 0
 
     def write(self, p: MediaPacket) -> None:
@@ -112,6 +114,7 @@ class ClipWriter:
         pkt.dts = p.dts - base
         pkt.duration = p.duration
         self.container.mux(pkt)
+        self.end_pts = max(self.end_pts, p.pts + p.duration)
         self.last = p
         self.frames += 1
 
@@ -122,13 +125,13 @@ class ClipWriter:
             self.tmp_path.unlink(missing_ok=True)
             return None
         fsync_file(self.tmp_path)
-        tb = float(self.last.packet.time_base)
-        end = self.last.t + self.last.duration * tb
+        # The span in presentation time, on the session timeline (what a player shows).
+        tb = self.first.time_base
         return WrittenClip(
             tmp_path=self.tmp_path,
             path=self.path,
-            start=self.first.t,
-            end=end,
+            start=self.first.pts * tb,
+            end=self.end_pts * tb,
             start_wall=self.first.wall,
             frames=self.frames,
             bytes=self.tmp_path.stat().st_size,

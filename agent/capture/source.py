@@ -270,6 +270,7 @@ class Source:
             yield MediaPacket(
                 packet=pkt,
                 t=t,
+                time_base=tb,
                 pts=pts,
                 dts=dts,
                 duration=dur,

@@ -43,8 +43,12 @@ def camera_main(config: Config, cam: CameraConfig) -> None:
         log.info("%s: source finished; idle until the agent stops", cam.name)
 
 
-def run(config: Config) -> int:
-    """Run every configured camera until SIGTERM/SIGINT. Returns the exit code."""
+def run(config: Config, *, once: bool = False) -> int:
+    """Run every configured camera until SIGTERM/SIGINT. Returns the exit code.
+
+    `once`: also return when every camera process has ended by itself (file sources without
+    `loop`); for demos, tests and batch imports. Live cameras never end by themselves.
+    """
     if not config.cameras:
         log.error("%s: no [[cameras]] configured; nothing to do", config.source)
         return 2
@@ -63,7 +67,10 @@ def run(config: Config) -> int:
         children[cam.name] = proc
         log.info("camera %s started (pid %d)", cam.name, proc.pid)
     log.info("agent running with %d camera(s); data in %s", len(children), config.agent.data_dir)
-    stopping.wait()
+    while not stopping.wait(0.2):
+        if once and not any(p.is_alive() for p in children.values()):
+            log.info("every source has ended")
+            break
 
     log.info("stopping: finishing open clips")
     for proc in children.values():
