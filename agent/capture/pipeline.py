@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -84,7 +84,6 @@ class CameraStats:
     last_motion_wall: float | None = None
     last_error: str | None = None
     connections: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class StreamChanged(Exception):

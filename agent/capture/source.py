@@ -178,19 +178,19 @@ class Source:
                 container, stream = open_input(
                     self.cam.url, transport=self.cam.transport, timeout=self.cam.timeout
                 )
-            except UnsupportedStream:
-                self.state = "unsupported"
-                raise
             except SourceError as exc:
                 if self.is_file:
                     self.state = "failed"
                     raise
-                auth = isinstance(exc, AuthError)
-                self.state = "auth-failed" if auth else "reconnecting"
+                # Wrong credentials or a stream we cannot record need a person: retry slowly.
+                slow = isinstance(exc, (AuthError, UnsupportedStream))
+                self.state = {AuthError: "auth-failed", UnsupportedStream: "unsupported"}.get(
+                    type(exc), "reconnecting"
+                )
                 self.last_error = str(exc)
-                if auth:
+                if slow:
                     backoff = max(backoff, AUTH_BACKOFF_START)
-                cap = AUTH_BACKOFF_CAP if auth else BACKOFF_CAP
+                cap = AUTH_BACKOFF_CAP if slow else BACKOFF_CAP
                 delay = random.uniform(backoff / 2, backoff)
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 self.stop.wait(delay)
@@ -254,10 +254,10 @@ class Source:
             pts, dts, dur, jump = self.timeline.place(pkt.pts, pkt.dts, pkt.duration or 0)
             t = dts * tb
             now_wall = time.time()
-            # Wall time follows the camera's clock from an anchor; re-anchored when the host's
-            # clock and the stream drift apart (live only: a paced file defines its own clock).
+            # Wall time follows the stream's clock from an anchor; re-anchored when the host's
+            # clock and a live stream drift apart (a file's own timing defines its clock).
             drifted = (
-                not pace
+                not self.is_file
                 and anchor_wall is not None
                 and abs(now_wall - (anchor_wall + t - anchor_t)) > WALL_DRIFT
             )

@@ -67,7 +67,12 @@ def run(config: Config, *, once: bool = False) -> int:
         children[cam.name] = proc
         log.info("camera %s started (pid %d)", cam.name, proc.pid)
     log.info("agent running with %d camera(s); data in %s", len(children), config.agent.data_dir)
+    reported: set[str] = set()
     while not stopping.wait(0.2):
+        for name, proc in children.items():
+            if proc.exitcode not in (None, 0) and name not in reported:
+                reported.add(name)
+                log.error("camera %s: process died (exit code %s)", name, proc.exitcode)
         if once and not any(p.is_alive() for p in children.values()):
             log.info("every source has ended")
             break
