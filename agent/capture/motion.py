@@ -41,6 +41,8 @@ GLOBAL_FRACTION = 0.25  # this much of the frame changing at once triggers the s
 BLOCK = 8  # block size (analysis px) of the structure check
 STRUCTURE_NCC = 0.5  # a block whose correlation with the background is below this has new content
 FLAT_STD = 3.0  # a block flatter than this (luma std) has no texture to compare
+RESIDUAL_K = 4.0  # new content leaves a residual over 4x the noise variance (2x its std)
+MAD_TO_STD = 1.25  # Gaussian noise: std = 1.25 x mean absolute deviation
 CLIP_LEVELS = (6, 249)  # luma at or beyond these is clipped: no texture survives there
 CLIPPED_FRACTION = 0.25  # a block this clipped cannot tell light from content
 NOISE_TIME = 10.0  # s, time constant of the noise estimate
@@ -115,13 +117,18 @@ def _block_sums(a: np.ndarray, hb: int, wb: int) -> np.ndarray:
     return a[: hb * BLOCK, : wb * BLOCK].reshape(hb, BLOCK, wb, BLOCK).sum(axis=(1, 3))
 
 
-def structure_changed(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
+def structure_changed(
+    frame: np.ndarray, background: np.ndarray, noise: np.ndarray | None = None
+) -> np.ndarray:
     """Per-block verdict: did the content change (True) or only its brightness (False)?
 
     Zero-mean normalised cross-correlation is invariant to a block's gain and offset, which is
-    what a light switch, IR switch or exposure change does to a static scene. Blocks flat in both
-    images, or mostly clipped to black or white in the new one (light blows out highlights),
-    carry no structure to compare and are called unchanged.
+    what a light switch, IR switch or exposure change does to a static scene. Noise lowers the
+    correlation of faint texture (more so when the light goes down), so with a per-pixel `noise`
+    level (mean absolute deviation) a block also needs a residual — what the best gain and
+    offset fit of the background leaves unexplained — well above that noise. Blocks flat in
+    both images, or mostly clipped to black or white in the new one (light blows out
+    highlights), carry no structure to compare and are called unchanged.
     """
     h, w = frame.shape
     hb, wb = h // BLOCK, w // BLOCK
@@ -134,9 +141,14 @@ def structure_changed(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
     vb = np.maximum(sbb - sb * sb / n, 0.0)
     cov = sxb - sx * sb / n
     ncc = cov / np.sqrt(vx * vb + 1e-6)
+    changed = ncc < STRUCTURE_NCC
+    if noise is not None:
+        residual = vx * (1.0 - np.clip(ncc, -1.0, 1.0) ** 2)  # summed over the block's n pixels
+        noise_var = _block_sums((MAD_TO_STD * noise) ** 2, hb, wb)
+        changed &= residual > RESIDUAL_K * noise_var
     flat = (vx < n * FLAT_STD**2) & (vb < n * FLAT_STD**2)
     clipped = _block_sums(((frame >= CLIP_LEVELS[1]) | (frame <= CLIP_LEVELS[0])), hb, wb)
-    return (ncc < STRUCTURE_NCC) & ~flat & (clipped < CLIPPED_FRACTION * n)
+    return changed & ~flat & (clipped < CLIPPED_FRACTION * n)
 
 
 class MotionDetector:
@@ -233,7 +245,7 @@ class MotionDetector:
 
     def _is_light_change(self, raw: np.ndarray, bg: np.ndarray, changed: np.ndarray) -> bool:
         """A large sudden change: light (texture kept) or a big object (texture replaced)?"""
-        blocks = structure_changed(raw, bg)
+        blocks = structure_changed(raw, bg, self.noise)
         hb, wb = blocks.shape
         structural = changed[: hb * BLOCK, : wb * BLOCK] & np.repeat(
             np.repeat(blocks, BLOCK, axis=0), BLOCK, axis=1
