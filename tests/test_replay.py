@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from media import assert_valid_clip, overlaps
+from media import assert_valid_clip, ffprobe, overlaps
 
 from agent.config import ClipSettings, Config
 from agent.replay import ReplayError, replay
@@ -198,3 +198,42 @@ def test_cli_reports_a_corrupt_file_and_exits_non_zero(tmp_path):
     bad.write_bytes(b"garbage" * 100)
     proc = cli("replay", str(bad), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert proc.returncode == 1 and "bad.mp4" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resolution_change_mid_stream_restarts_the_pipeline_cleanly(scenes, tmp_path):
+    big, small = scenes("walk", duration=20), scenes("walk", duration=20, width=320)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"file '{big.path}'\nfile '{small.path}'\n")
+    joined = tmp_path / "joined.ts"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-f",
+            "mpegts",
+            str(joined),
+        ],
+        check=True,
+    )
+    clips = replay(joined, tmp_path / "out")
+    spans = [(c["event_start"], c["event_end"]) for c in clips]
+    truth = list(big.motion) + [(a + big.duration, b + big.duration) for a, b in small.motion]
+    for t in truth:
+        assert any(overlaps(t, e, SLACK) for e in spans), (t, spans)
+    sizes = set()
+    for c in clips:
+        info = ffprobe(Path(c["clip"]))
+        sizes.add((info["streams"][0]["width"], info["streams"][0]["height"]))
+        assert_valid_clip(Path(c["clip"]), c["start"], c["end"])
+    assert sizes == {(640, 360), (320, 180)}

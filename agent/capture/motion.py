@@ -162,6 +162,7 @@ class MotionDetector:
         mask: Sequence[Sequence[tuple[float, float]]] = (),
     ) -> None:
         self.settings = settings
+        self.size = (width, height)  # of the frames it accepts
         self.factor = analysis_factor(width, settings.analysis_width)
         self.shape = (height // self.factor, width // self.factor)
         h, w = self.shape

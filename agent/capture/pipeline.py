@@ -23,7 +23,7 @@ import numpy as np
 
 from agent.capture import jpeg
 from agent.capture.keyframes import Candidate, KeyframePicker, quality, sharpness
-from agent.capture.motion import MotionDetector, MotionResult, analysis_factor
+from agent.capture.motion import MotionDetector, MotionResult
 from agent.capture.recorder import ClipWriter, MediaPacket, PacketBuffer, WrittenClip, publish
 from agent.capture.segmenter import Decision, EndClip, Segmenter, SplitClip, StartClip
 from agent.capture.source import Connection, Source
@@ -135,9 +135,9 @@ class _Session:
         self.conn = conn
         self.decoder = conn.stream.codec_context
         self.buffer = PacketBuffer()
-        self.segmenter = Segmenter(
-            self.cam.clip, burst_gap=max(0.6, 2.5 / self.cam.motion.detect_fps)
-        )
+        # Motion flickers on small or slow objects: a hole of a few analyses is still one burst.
+        self.burst_gap = max(0.6, 2.5 / self.cam.motion.detect_fps)
+        self.segmenter = Segmenter(self.cam.clip, self.burst_gap)
         self.picker = KeyframePicker(self.cam.clip.keyframes)
         self.detector: MotionDetector | None = None
         self.clip: _OpenClip | None = None
@@ -194,8 +194,7 @@ class _Session:
     def _analyse(self, frame: av.VideoFrame, mp: MediaPacket) -> None:
         t = mp.t
         luma = luma_plane(frame)
-        f = analysis_factor(frame.width, self.cam.motion.analysis_width)
-        if self.detector is None or self.detector.shape != (frame.height // f, frame.width // f):
+        if self.detector is None or self.detector.size != (frame.width, frame.height):
             if self.detector is not None:
                 log.info(
                     "%s: resolution changed to %dx%d", self.cam.name, frame.width, frame.height
