@@ -85,12 +85,124 @@ class AgentSettings:
     log_level: str = _choice("info", ("debug", "info", "warning", "error"), "log verbosity")
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.I)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMG]?bit)?\s*$")
+_RATE_UNITS = {None: 1, "bit": 1, "kbit": 10**3, "Mbit": 10**6, "Gbit": 10**9}
+OSS_TRAFFIC_LIMIT = (819_200, 838_860_800)  # bit/s: what OSS's x-oss-traffic-limit accepts
+
+
+def parse_size(raw: Any) -> int:
+    """Bytes from 1073741824, "20GiB", "500 MB" (KiB/MiB/GiB/TiB binary, KB/MB/GB/TB decimal)."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    m = _SIZE.match(raw) if isinstance(raw, str) else None
+    if not m:
+        raise ValueError(raw)
+    return int(float(m[1]) * _SIZE_UNITS[(m[2] or "B").lower()])
+
+
+def parse_bandwidth(raw: Any) -> int:
+    """bit/s from "4Mbit", "800kbit" or "0" (unlimited); OSS throttles 819200..838860800 bit/s."""
+    m = _RATE.match(raw) if isinstance(raw, str) else None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif m:
+        value = int(float(m[1]) * _RATE_UNITS[m[2]])
+    else:
+        raise ValueError(raw)
+    if value and not OSS_TRAFFIC_LIMIT[0] <= value <= OSS_TRAFFIC_LIMIT[1]:
+        raise ValueError(raw)
+    return value
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """Where clips go: an OSS bucket, and an ICE search library that indexes them."""
+
+    region: str = field(
+        default="",
+        metadata={"pattern": r"[a-z]{2}-[a-z0-9-]+", "expect": 'a region id like "cn-shanghai"'},
+    )
+    bucket: str = field(
+        default="",
+        metadata={
+            "pattern": r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
+            "expect": "an OSS bucket name: 3-63 of a-z, 0-9 and '-', not starting or ending in '-'",
+        },
+    )
+    prefix: str = field(
+        default="ipc/",
+        metadata={
+            "pattern": r"(?:[A-Za-z0-9._-]+/)*",
+            "expect": 'an object key prefix ending in "/" (or ""), e.g. "ipc/"',
+            "optional": True,
+        },
+    )
+    oss_endpoint: str = field(
+        default="",
+        metadata={"pattern": r"https?://\S+", "expect": "an http(s):// URL (default from region)"},
+    )
+    ice_endpoint: str = field(
+        default="",
+        metadata={"pattern": r"https?://\S+", "expect": "an http(s):// URL (default from region)"},
+    )
+    search_lib: str = field(
+        default="",
+        metadata={
+            "pattern": r"IPCamera_[A-Za-z0-9_-]{1,56}",
+            "expect": 'a search library name starting with "IPCamera_", e.g. "IPCamera_store1"',
+        },
+    )
+    namespace: str = field(
+        default="",
+        metadata={"pattern": r"[A-Za-z0-9_.-]{1,64}", "expect": "1-64 of A-Z a-z 0-9 _ . -"},
+    )
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """How the spool drains to the cloud, and what happens when the disk fills."""
+
+    concurrency: int = _num(2, 1, 16, "clips uploaded at once")
+    max_spool_bytes: int = field(
+        default=20 * 2**30,
+        metadata={"parse": parse_size, "expect": 'a size like "20GiB", "500MB" or bytes'},
+    )
+    min_free_bytes: int = field(
+        default=2**30,
+        metadata={"parse": parse_size, "expect": 'a size like "1GiB", "500MB" or bytes'},
+    )
+    on_full: str = _choice("drop_oldest", ("drop_oldest", "stop_recording"), "full-disk policy")
+    keep_local_hours: float = _num(0.0, 0.0, 8760.0, "h uploaded files stay on the gateway")
+    bandwidth_limit: int = field(
+        default=0,
+        metadata={
+            "parse": parse_bandwidth,
+            "expect": '"0" (unlimited) or a rate like "4Mbit" between 819.2kbit and 838.8608Mbit',
+        },
+    )
+    max_backoff: float = _num(60.0, 1.0, 3600.0, "s, cap of the retry backoff while offline")
+
+
 @dataclass(frozen=True)
 class Config:
     agent: AgentSettings = field(default_factory=AgentSettings)
     motion: MotionSettings = field(default_factory=MotionSettings)
     clip: ClipSettings = field(default_factory=ClipSettings)
     cameras: tuple[CameraConfig, ...] = ()
+    cloud: CloudSettings | None = None  # None: no [cloud] section, clips stay local
+    upload: UploadSettings = field(default_factory=UploadSettings)
     source: str = "<defaults>"
 
     def camera(self, name: str) -> CameraConfig:
@@ -117,6 +229,8 @@ def redact(text: str) -> str:
 
 def _describe(f: dataclasses.Field) -> str:
     meta = f.metadata
+    if "expect" in meta:
+        return meta["expect"]
     if "choices" in meta:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
     if "range" in meta:
@@ -133,6 +247,11 @@ def _value(f: dataclasses.Field, raw: Any, where: str) -> Any:
         return ConfigError(f"{where} = {raw!r}: expected {_describe(f)}")
 
     typ = f.type
+    if "parse" in f.metadata:
+        try:
+            return f.metadata["parse"](raw)
+        except (TypeError, ValueError):
+            raise bad() from None
     if typ in (bool, "bool"):
         if not isinstance(raw, bool):
             raise bad()
@@ -147,9 +266,11 @@ def _value(f: dataclasses.Field, raw: Any, where: str) -> Any:
         if not lo <= raw <= hi:
             raise bad()
         return int(raw) if want_int else float(raw)
-    if not isinstance(raw, str) or not raw:
+    if not isinstance(raw, str) or (not raw and not f.metadata.get("optional")):
         raise bad()
     if "choices" in f.metadata and raw not in f.metadata["choices"]:
+        raise bad()
+    if "pattern" in f.metadata and not re.fullmatch(f.metadata["pattern"], raw):
         raise bad()
     return raw
 
@@ -217,7 +338,7 @@ def _camera(raw: Any, index: int, motion: MotionSettings, clip: ClipSettings) ->
 def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
     """Validate a parsed TOML document. Raises ConfigError naming `source`, the key and the rule."""
     try:
-        allowed = {"agent", "motion", "clip", "cameras"}
+        allowed = {"agent", "motion", "clip", "cameras", "cloud", "upload"}
         unknown = sorted(set(doc) - allowed)
         if unknown:
             raise ConfigError(f"unknown section {unknown[0]!r} (allowed: {', '.join(allowed)})")
@@ -243,9 +364,32 @@ def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
             if cam.name in seen:
                 raise ConfigError(f"[[cameras]] name = {cam.name!r}: duplicate camera name")
             seen.add(cam.name)
+        cloud = _cloud(doc["cloud"], agent) if "cloud" in doc else None
+        upload = _build(UploadSettings, doc.get("upload", {}), "upload", base=UploadSettings())
     except ConfigError as exc:
         raise ConfigError(redact(f"{source}: {exc}")) from None
-    return Config(agent=agent, motion=motion, clip=clip, cameras=cameras, source=source)
+    return Config(
+        agent=agent,
+        motion=motion,
+        clip=clip,
+        cameras=cameras,
+        cloud=cloud,
+        upload=upload,
+        source=source,
+    )
+
+
+def _cloud(raw: Any, agent: AgentSettings) -> CloudSettings:
+    cloud = _build(CloudSettings, raw, "cloud", base=CloudSettings())
+    for key in ("region", "bucket", "search_lib"):
+        if not getattr(cloud, key):
+            raise ConfigError(f"[cloud]: missing required key {key!r}")
+    return dataclasses.replace(
+        cloud,
+        oss_endpoint=cloud.oss_endpoint or f"https://oss-{cloud.region}.aliyuncs.com",
+        ice_endpoint=cloud.ice_endpoint or f"https://ice.{cloud.region}.aliyuncs.com",
+        namespace=cloud.namespace or agent.device_id,
+    )
 
 
 def load(path: str | Path) -> Config:

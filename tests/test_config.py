@@ -12,9 +12,12 @@ from agent.config import (
     AgentSettings,
     CameraConfig,
     ClipSettings,
+    CloudSettings,
     ConfigError,
     MotionSettings,
+    UploadSettings,
     load,
+    parse,
     redact,
 )
 
@@ -43,7 +46,14 @@ def test_example_config_loads_and_documents_every_key():
     assert cam.clip.post_roll == 8.0 and cam.motion.min_area == 0.05
     assert cam.clip.pre_roll == config.clip.pre_roll  # not overridden: inherits [clip]
     text = EXAMPLE.read_text()
-    for cls in (AgentSettings, MotionSettings, ClipSettings, CameraConfig):
+    for cls in (
+        AgentSettings,
+        MotionSettings,
+        ClipSettings,
+        CameraConfig,
+        CloudSettings,
+        UploadSettings,
+    ):
         for f in dataclasses.fields(cls):
             if f.name in ("motion", "clip"):
                 continue
@@ -152,3 +162,64 @@ def test_redact_hides_passwords_in_urls():
     assert (
         redact("a rtsp://u:p@h/x and rtsp://v:q@i/y") == "a rtsp://u:***@h/x and rtsp://v:***@i/y"
     )
+
+
+CLOUD = (
+    '[cloud]\nregion = "cn-shanghai"\nbucket = "my-ipc-bucket"\nsearch_lib = "IPCamera_store1"\n'
+)
+
+
+def test_cloud_defaults_derive_from_region_and_device():
+    config = parse(
+        {
+            "agent": {"device_id": "gw-7"},
+            "cloud": {"region": "cn-beijing", "bucket": "b-1", "search_lib": "IPCamera_x"},
+        }
+    )
+    assert config.cloud.oss_endpoint == "https://oss-cn-beijing.aliyuncs.com"
+    assert config.cloud.ice_endpoint == "https://ice.cn-beijing.aliyuncs.com"
+    assert config.cloud.namespace == "gw-7" and config.cloud.prefix == "ipc/"
+
+
+def test_no_cloud_section_means_clips_stay_local(tmp_path):
+    assert load(write(tmp_path, "")).cloud is None
+
+
+@pytest.mark.parametrize("key", ["region", "bucket", "search_lib"])
+def test_cloud_requires_region_bucket_and_library(tmp_path, key):
+    text = "\n".join(line for line in CLOUD.splitlines() if not line.startswith(key))
+    assert f"'{key}'" in error(tmp_path, text)
+
+
+def test_search_library_must_start_with_ipcamera(tmp_path):
+    msg = error(tmp_path, CLOUD.replace("IPCamera_store1", "store1"))
+    assert "search_lib" in msg and "IPCamera_" in msg
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("20GiB", 20 * 2**30), ("500MB", 500 * 10**6), ("1.5 GiB", int(1.5 * 2**30)), (1024, 1024)],
+)
+def test_sizes(tmp_path, raw, expected):
+    value = f'"{raw}"' if isinstance(raw, str) else raw
+    assert (
+        load(write(tmp_path, f"[upload]\nmax_spool_bytes = {value}\n")).upload.max_spool_bytes
+        == expected
+    )
+
+
+def test_bad_size_names_the_key_and_the_format(tmp_path):
+    msg = error(tmp_path, '[upload]\nmin_free_bytes = "lots"\n')
+    assert "min_free_bytes" in msg and "GiB" in msg
+
+
+@pytest.mark.parametrize(
+    ("raw", "bps"),
+    [("0", 0), ("4Mbit", 4_000_000), ("800kbit", None), ("1Gbit", None), ("2Mbit", 2_000_000)],
+)
+def test_bandwidth_limit_within_what_oss_accepts(tmp_path, raw, bps):
+    text = f'[upload]\nbandwidth_limit = "{raw}"\n'
+    if bps is None:
+        assert "838.8608Mbit" in error(tmp_path, text)
+    else:
+        assert load(write(tmp_path, text)).upload.bandwidth_limit == bps
