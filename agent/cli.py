@@ -64,6 +64,13 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print(f"ipc-agent queue: no spool at {data_dir / 'spool.db'} yet", file=sys.stderr)
         return 1
     spool = Spool(data_dir)
+    if args.action == "retry":
+        if not args.ids and not args.failed:
+            print("ipc-agent queue retry: name clip ids, or --failed for all", file=sys.stderr)
+            return 2
+        count = spool.requeue(None if args.failed else args.ids)
+        print(f"{count} failed clip(s) queued again")
+        return 0
     rows = list(spool.rows(state=args.state, camera=args.camera))
     if args.json:
         for row in rows:
@@ -80,6 +87,95 @@ def cmd_queue(args: argparse.Namespace) -> int:
         )
     counts = ", ".join(f"{n} {state}" for state, n in spool.counts().items() if n)
     print(f"{len(rows)} clip(s) listed; spool {data_dir / 'spool.db'}: {counts or 'empty'}")
+    return 0
+
+
+SEARCH_HELP = """Search the configured library in natural language.
+
+Describe the scene as a whole sentence with one or two key elements, the way you would tell
+a colleague what to look for: "a person carrying a box at the back door", "a white van
+parked in front of the gate at night". A pile of keywords ("person box door") matches worse.
+"""
+
+
+def _cloud_clients(config: Config):
+    from agent.deliver.credentials import CredentialSource
+    from agent.deliver.ice import IceClient
+
+    if config.cloud is None:
+        raise ConfigError(f"{config.source}: no [cloud] section (region, bucket, search_lib)")
+    return IceClient(config.cloud.ice_endpoint, CredentialSource().get)
+
+
+def _cloud_errors(func):
+    """Cloud commands: a service or credentials error is one clear line and exit code 1."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from agent.deliver.credentials import CredentialsError
+        from agent.deliver.ice import IceError
+
+        try:
+            return func(args)
+        except (IceError, CredentialsError) as exc:
+            print(f"ipc-agent {args.command}: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapper
+
+
+@_cloud_errors
+def cmd_cloud_init(args: argparse.Namespace) -> int:
+    from agent.deliver.library import init_library
+
+    config = _config(args.config, required=True)
+    with _cloud_clients(config) as ice:
+        for line in init_library(ice, config.cloud, args.level):
+            print(line)
+    return 0
+
+
+@_cloud_errors
+def cmd_search(args: argparse.Namespace) -> int:
+    from agent.deliver.library import parse_since, search
+    from agent.spool import Spool
+
+    config = _config(args.config, required=True)
+    if not 1 <= args.limit <= 50:
+        print("ipc-agent search: --limit must be 1..50", file=sys.stderr)
+        return 2
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"ipc-agent search: {exc}", file=sys.stderr)
+        return 2
+    spool_path = config.agent.data_dir / "spool.db"
+    spool = Spool(config.agent.data_dir) if spool_path.exists() else None
+    with _cloud_clients(config) as ice:
+        total, matches = search(
+            ice,
+            config.cloud,
+            spool,
+            args.text,
+            camera=args.camera,
+            since=since,
+            page=args.page,
+            limit=args.limit,
+        )
+    if args.json:
+        for m in matches:
+            print(json.dumps(m.as_dict()))
+        return 0
+    print(f"{'score':>6}  {'camera':<14}{'from (local time)':<21}{'to':<10}clip")
+    for m in matches:
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.start)) if m.start else "?"
+        end = time.strftime("%H:%M:%S", time.localtime(m.end)) if m.end else "?"
+        score = f"{m.score:.3f}" if m.score is not None else "-"
+        where = m.clip_path or m.clip_id or f"media {m.media_id} (not in the local catalog)"
+        print(f"{score:>6}  {m.camera or '?':<14}{start:<21}{end:<10}{where}")
+    print(
+        f"{len(matches)} match(es) on page {args.page}; {total} media match in "
+        f"{config.cloud.search_lib}"
+    )
     return 0
 
 
@@ -114,7 +210,36 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--state", help="only clips in this state (pending, registered, ...)")
     q.add_argument("--camera", help="only this camera's clips")
     q.add_argument("--json", action="store_true", help="one JSON object per clip")
+    q.add_argument("action", nargs="?", choices=["retry"], help="retry: re-queue failed clips")
+    q.add_argument("ids", nargs="*", type=int, help="clip ids (the id column) to retry")
+    q.add_argument("--failed", action="store_true", help="with retry: every failed clip")
     q.set_defaults(func=cmd_queue)
+
+    cloud = sub.add_parser("cloud", help="set up the cloud side")
+    cloud_sub = cloud.add_subparsers(dest="cloud_command", required=True)
+    init = cloud_sub.add_parser("init", help="create the search library and its index (idempotent)")
+    init.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    init.add_argument(
+        "--level",
+        default="Shared",
+        help="index capacity level passed to CreateSearchIndex (Shared, S.large, ...)",
+    )
+    init.set_defaults(func=cmd_cloud_init)
+
+    srch = sub.add_parser(
+        "search",
+        help="find clips by describing what happened",
+        description=SEARCH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    srch.add_argument("text", help='e.g. "a person carrying a box at the back door"')
+    srch.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    srch.add_argument("--camera", help="only this camera's clips")
+    srch.add_argument("--since", help="only clips since: 30m, 2h, 1d ago, or an ISO time")
+    srch.add_argument("--page", type=int, default=1, help="result page (from 1)")
+    srch.add_argument("--limit", type=int, default=10, help="hits per page (1-50)")
+    srch.add_argument("--json", action="store_true", help="one JSON object per match")
+    srch.set_defaults(func=cmd_search)
 
     c = sub.add_parser("check-config", help="validate a config file and exit")
     c.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")

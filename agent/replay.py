@@ -33,6 +33,9 @@ class DirectorySink:
     def deliver(self, clip: FinishedClip) -> None:
         clip.publish()
 
+    def refusal(self) -> str | None:
+        return None
+
 
 def clip_summary(clip: FinishedClip) -> dict[str, Any]:
     f = clip.file

@@ -57,14 +57,32 @@ CREATE TABLE IF NOT EXISTS clips (
     mean_score      REAL NOT NULL,
     created_at      REAL NOT NULL,             -- epoch seconds the row was committed
     updated_at      REAL NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
+    keyframe_bytes  INTEGER NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0, -- failed tries of the current step
+    next_attempt_at REAL NOT NULL DEFAULT 0,   -- epoch seconds; 0 = now
     last_error      TEXT,
-    reason          TEXT                       -- why a row is failed or dropped
+    last_error_at   REAL,
+    reason          TEXT,                      -- why a row is failed or dropped
+    clip_key        TEXT,                      -- OSS object keys, set when uploaded
+    keyframe_keys   TEXT,                      -- JSON list
+    media_id        TEXT,                      -- search-library MediaId, set when registered
+    index_status    TEXT,                      -- the library's index job status
+    uploaded_at     REAL,
+    registered_at   REAL,
+    indexed_at      REAL,
+    local_deleted   INTEGER NOT NULL DEFAULT 0 -- 1: the clip's local video is gone (by policy)
 );
 CREATE INDEX IF NOT EXISTS clips_state ON clips (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS clips_camera ON clips (camera, start_wall);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# What delivery does next with a row in each state; the uploader claims rows by these.
+TO_UPLOAD = ("pending", "uploading")
+TO_REGISTER = ("uploaded",)
+TO_INDEX = ("registered",)
+NOT_IN_CLOUD = ("pending", "uploading", "uploaded")
+STOP_RECORDING = "recording_stopped"  # meta key: why capture must cut no clips (disk guard)
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,7 @@ class ClipRecord:
     clip_path: Path
     clip_bytes: int
     keyframes: tuple[tuple[Path, float], ...]
+    keyframe_bytes: int
     codec: str
     width: int
     height: int
@@ -143,6 +162,7 @@ class Spool:
             "event_end": rec.event_end,
             "clip_path": self.relative(rec.clip_path),
             "clip_bytes": rec.clip_bytes,
+            "keyframe_bytes": rec.keyframe_bytes,
             "keyframes": json.dumps(
                 [{"path": self.relative(p), "t": round(t, 3)} for p, t in rec.keyframes]
             ),
@@ -161,6 +181,16 @@ class Spool:
                 list(row.values()),
             )
         return int(cur.lastrowid)
+
+    def row(self, row_id: int) -> dict[str, Any] | None:
+        cur = self.db.execute("SELECT * FROM clips WHERE id = ?", [row_id])
+        values = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], values)) if values else None
+
+    def by_media_id(self, media_id: str) -> dict[str, Any] | None:
+        cur = self.db.execute("SELECT * FROM clips WHERE media_id = ?", [media_id])
+        values = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], values)) if values else None
 
     def rows(self, state: str | None = None, camera: str | None = None) -> Iterator[dict[str, Any]]:
         where, args = [], []
@@ -190,7 +220,10 @@ class Spool:
             paths = [self.absolute(row["clip_path"])]
             paths += [self.absolute(k["path"]) for k in json.loads(row["keyframes"])]
             referenced.update(p.with_name(p.name + TMP_SUFFIX) for p in paths)
-            if row["state"] not in LOCAL_STATES:
+            if row["local_deleted"] and paths[0].exists():
+                paths[0].unlink()  # a policy delete cut short: the row already says it is gone
+                report.removed.append(self.relative(paths[0]))
+            if row["state"] not in LOCAL_STATES or row["local_deleted"]:
                 continue
             lost = []
             for p in paths:
@@ -226,3 +259,112 @@ class Spool:
                 "UPDATE clips SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
                 (state, reason, time.time(), row_id),
             )
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    def next_due(
+        self, states: tuple[str, ...], now: float, skip: set[int], newest: bool = False
+    ) -> dict[str, Any] | None:
+        """The oldest (or newest) row in `states` whose next attempt is due, not in `skip`."""
+        marks = ", ".join("?" * len(states))
+        # Not "id NOT IN (NULL)" for an empty set: that is never true in SQL.
+        taboo = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+        order = "DESC" if newest else "ASC"
+        cur = self.db.execute(
+            f"SELECT * FROM clips WHERE state IN ({marks}) AND next_attempt_at <= ?{taboo} "
+            f"ORDER BY start_wall {order}, id {order} LIMIT 1",
+            [*states, now, *skip],
+        )
+        values = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], values)) if values else None
+
+    def advance(self, row_id: int, from_states: tuple[str, ...], state: str, **fields: Any) -> bool:
+        """Move a row on if it is still in one of `from_states`; resets the retry bookkeeping.
+
+        The guard makes every step idempotent: a step re-run after a crash, or raced by a
+        `queue retry`, changes nothing twice.
+        """
+        if state not in STATES:
+            raise ValueError(f"unknown spool state {state!r}")
+        now = time.time()
+        values = {"state": state, "updated_at": now, "attempts": 0, "next_attempt_at": 0, **fields}
+        sets = ", ".join(f"{k} = ?" for k in values)
+        marks = ", ".join("?" * len(from_states))
+        with self.db.conn:
+            cur = self.db.conn.execute(
+                f"UPDATE clips SET {sets} WHERE id = ? AND state IN ({marks})",
+                [*values.values(), row_id, *from_states],
+            )
+        return cur.rowcount == 1
+
+    def defer(self, row_id: int, error: str, retry_at: float) -> None:
+        """A retryable failure: count it, remember why, try again at `retry_at`."""
+        now = time.time()
+        with self.db.conn:
+            self.db.conn.execute(
+                "UPDATE clips SET attempts = attempts + 1, last_error = ?, last_error_at = ?, "
+                "next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                (error, now, retry_at, now, row_id),
+            )
+
+    def requeue(self, row_ids: list[int] | None = None) -> int:
+        """Failed rows (all, or these ids) go back to the step they failed at. Returns count."""
+        where = "state = 'failed'"
+        args: list[Any] = []
+        if row_ids is not None:
+            where += f" AND id IN ({', '.join('?' * len(row_ids)) or 'NULL'})"
+            args = list(row_ids)
+        now = time.time()
+        with self.db.conn:
+            cur = self.db.conn.execute(
+                "UPDATE clips SET state = CASE WHEN media_id IS NOT NULL THEN 'registered' "
+                "WHEN clip_key IS NOT NULL THEN 'uploaded' ELSE 'pending' END, "
+                f"reason = NULL, attempts = 0, next_attempt_at = 0, updated_at = ? WHERE {where}",
+                [now, *args],
+            )
+        return cur.rowcount
+
+    def bytes_not_in_cloud(self) -> int:
+        marks = ", ".join("?" * len(NOT_IN_CLOUD))
+        cur = self.db.execute(
+            f"SELECT COALESCE(SUM(clip_bytes + keyframe_bytes), 0) FROM clips "
+            f"WHERE state IN ({marks}) AND local_deleted = 0",
+            NOT_IN_CLOUD,
+        )
+        return int(cur.fetchone()[0])
+
+    def oldest(self, states: tuple[str, ...], *, local: bool = True) -> dict[str, Any] | None:
+        marks = ", ".join("?" * len(states))
+        extra = " AND local_deleted = 0" if local else ""
+        cur = self.db.execute(
+            f"SELECT * FROM clips WHERE state IN ({marks}){extra} ORDER BY start_wall, id LIMIT 1",
+            states,
+        )
+        values = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], values)) if values else None
+
+    def mark_local_deleted(
+        self, row_id: int, *, state: str | None = None, reason: str | None = None
+    ) -> None:
+        sets = "local_deleted = 1, updated_at = ?"
+        args: list[Any] = [time.time()]
+        if state:
+            sets += ", state = ?, reason = ?"
+            args += [state, reason]
+        with self.db.conn:
+            self.db.conn.execute(f"UPDATE clips SET {sets} WHERE id = ?", [*args, row_id])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.db.conn:
+            if value is None:
+                self.db.conn.execute("DELETE FROM meta WHERE key = ?", [key])
+            else:
+                self.db.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [key, value],
+                )

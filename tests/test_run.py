@@ -79,7 +79,7 @@ def test_run_without_cameras_says_so(tmp_path):
     config.write_text(f'[agent]\ndata_dir = "{tmp_path}"\n')
     proc = start(config)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "no [[cameras]]" in out
+    assert proc.returncode == 2 and "no [[cameras]] and no [cloud]" in out
 
 
 def test_run_rejects_a_bad_config_naming_the_key(tmp_path):

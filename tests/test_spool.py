@@ -22,6 +22,7 @@ def record(data_dir: Path, clip_id: str, keyframes: int = 2) -> ClipRecord:
         clip_path=day / f"{clip_id}.mp4",
         clip_bytes=123,
         keyframes=tuple((day / f"{clip_id}_{i}.jpg", 13.0 + i) for i in range(keyframes)),
+        keyframe_bytes=2 * keyframes,
         codec="h264",
         width=640,
         height=360,

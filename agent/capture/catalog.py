@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from agent.capture.pipeline import FinishedClip
-from agent.spool import ClipRecord, Spool
+from agent.spool import STOP_RECORDING, ClipRecord, Spool
 
 
 def clip_id(camera: str, start_wall: float) -> str:
@@ -29,6 +29,10 @@ class SpoolSink:
         day = time.strftime("%Y-%m-%d", time.gmtime(wall))
         return cid, self.clips_dir / camera / day / f"{cid}.mp4"
 
+    def refusal(self) -> str | None:
+        """Set by the uploader's disk guard under `on_full = "stop_recording"`."""
+        return self.spool.get_meta(STOP_RECORDING)
+
     def deliver(self, clip: FinishedClip) -> None:
         f = clip.file
         self.spool.add(
@@ -43,6 +47,7 @@ class SpoolSink:
                 clip_path=f.path,
                 clip_bytes=f.bytes,
                 keyframes=tuple((k.path, k.t) for k in clip.keyframes),
+                keyframe_bytes=sum(k.tmp_path.stat().st_size for k in clip.keyframes),
                 codec=clip.codec,
                 width=clip.width,
                 height=clip.height,

@@ -67,6 +67,9 @@ class ClipSink(Protocol):
     def deliver(self, clip: FinishedClip) -> None:
         """Catalogue the clip and publish its files. Must not lose it once it returns."""
 
+    def refusal(self) -> str | None:
+        """Why no new clip may be cut now (the disk is full), or None."""
+
 
 @dataclass
 class CameraStats:
@@ -81,6 +84,7 @@ class CameraStats:
     frames_analysed: int = 0
     decode_errors: int = 0
     clips: int = 0
+    clips_refused: int = 0  # events not recorded because the sink refused (disk full)
     last_motion_wall: float | None = None
     last_error: str | None = None
     connections: int = 0
@@ -229,7 +233,6 @@ class _Session:
                 self._open(d.at, d.event_start)
             elif isinstance(d, SplitClip):
                 event_end = self.segmenter.last_motion if self.segmenter.last_motion else d.at
-                assert self.clip is not None
                 self._close(min(event_end, d.at))
                 self._open(d.at, d.at, from_buffer=False)  # the split keyframe is this packet
             elif isinstance(d, EndClip):
@@ -237,6 +240,11 @@ class _Session:
 
     def _open(self, at: float, event_start: float, *, from_buffer: bool = True) -> None:
         """Open a clip at keyframe `at`: from the buffer (pre-roll), or from the next packet."""
+        refusal = self.pipe.sink.refusal()
+        if refusal:
+            self.pipe.stats.clips_refused += 1
+            log.error("%s: motion at %.1f s not recorded: %s", self.cam.name, event_start, refusal)
+            return
         packets = self.buffer.since(at) if from_buffer else []
         if from_buffer and not packets:
             log.warning(

@@ -43,14 +43,25 @@ def camera_main(config: Config, cam: CameraConfig) -> None:
         log.info("%s: source finished; idle until the agent stops", cam.name)
 
 
+def uploader_main(config: Config) -> None:
+    """Entry point of the uploader's child process: drains the spool to the cloud."""
+    from agent.deliver.uploader import from_config
+
+    logs.setup(config.agent.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    from_config(config).run(stop)
+
+
 def run(config: Config, *, once: bool = False) -> int:
     """Run every configured camera until SIGTERM/SIGINT. Returns the exit code.
 
     `once`: also return when every camera process has ended by itself (file sources without
     `loop`); for demos, tests and batch imports. Live cameras never end by themselves.
     """
-    if not config.cameras:
-        log.error("%s: no [[cameras]] configured; nothing to do", config.source)
+    if not config.cameras and config.cloud is None:
+        log.error("%s: no [[cameras]] and no [cloud] configured; nothing to do", config.source)
         return 2
     spool = Spool(config.agent.data_dir)
     spool.recover(config.agent.data_dir / "clips")
@@ -64,16 +75,27 @@ def run(config: Config, *, once: bool = False) -> int:
     for cam in config.cameras:
         proc = ctx.Process(target=camera_main, args=(config, cam), name=f"camera-{cam.name}")
         proc.start()
-        children[cam.name] = proc
+        children[f"camera {cam.name}"] = proc
         log.info("camera %s started (pid %d)", cam.name, proc.pid)
-    log.info("agent running with %d camera(s); data in %s", len(children), config.agent.data_dir)
+    cameras = dict(children)
+    if config.cloud is not None:
+        proc = ctx.Process(target=uploader_main, args=(config,), name="uploader")
+        proc.start()
+        children["uploader"] = proc
+        log.info(
+            "uploader started (pid %d): %s -> %s",
+            proc.pid,
+            config.cloud.bucket,
+            config.cloud.search_lib,
+        )
+    log.info("agent running with %d camera(s); data in %s", len(cameras), config.agent.data_dir)
     reported: set[str] = set()
     while not stopping.wait(0.2):
         for name, proc in children.items():
             if proc.exitcode not in (None, 0) and name not in reported:
                 reported.add(name)
-                log.error("camera %s: process died (exit code %s)", name, proc.exitcode)
-        if once and not any(p.is_alive() for p in children.values()):
+                log.error("%s: process died (exit code %s)", name, proc.exitcode)
+        if once and not any(p.is_alive() for p in cameras.values()):
             log.info("every source has ended")
             break
 
@@ -85,7 +107,7 @@ def run(config: Config, *, once: bool = False) -> int:
     for name, proc in children.items():
         proc.join(max(0.0, deadline - time.monotonic()))
         if proc.is_alive():
-            log.error("camera %s did not stop in %.0f s; killing it", name, STOP_TIMEOUT)
+            log.error("%s did not stop in %.0f s; killing it", name, STOP_TIMEOUT)
             proc.kill()
             proc.join()
     log.info("stopped")

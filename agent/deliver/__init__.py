@@ -1,0 +1,1 @@
+"""Delivery: getting catalogued clips from the spool into the cloud search library."""

@@ -1,0 +1,147 @@
+"""The operator's cloud commands: set up the search library, and search it.
+
+Thin over the ICE client; the CLI prints what these return.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from agent.config import CloudSettings
+from agent.deliver.ice import IceClient, IceNotFound
+from agent.spool import Spool
+
+INDEX_TYPE = "mm"  # the multimodal (large visual model) index that natural-language search uses
+
+
+def init_library(ice: IceClient, cloud: CloudSettings, level: str) -> list[str]:
+    """Create the search library and its index unless they exist. Returns what it did."""
+    done: list[str] = []
+    name = cloud.search_lib
+    try:
+        ice.query_search_lib(name)
+        done.append(f"search library {name} exists")
+    except IceNotFound:
+        ice.create_search_lib(name)
+        done.append(f"search library {name} created")
+    lib = ice.query_search_lib(name)
+    index = lib.index(INDEX_TYPE)
+    if index is None:
+        ice.create_search_index(name, INDEX_TYPE, {"level": level})
+        done.append(f"index {INDEX_TYPE} created (level {level})")
+        index = ice.query_search_lib(name).index(INDEX_TYPE)
+    else:
+        done.append(f"index {INDEX_TYPE} exists")
+    readiness = index.readiness if index else None
+    state = index.status if index else None
+    done.append(
+        f"index {INDEX_TYPE}: status {state or '?'}, readiness {readiness or '?'}"
+        + ("" if readiness == "Normal" else " (new media are searchable once Normal)")
+    )
+    return done
+
+
+@dataclass(frozen=True)
+class Match:
+    """One matching span of a clip, mapped back to a camera and wall-clock time."""
+
+    media_id: str
+    score: float | None
+    camera: str | None
+    clip_id: str | None
+    start: float | None  # epoch seconds of the span's start
+    end: float | None
+    clip_path: str | None  # local file, if the gateway still has it
+
+    def as_dict(self) -> dict:
+        def iso(t: float | None) -> str | None:
+            if t is None:
+                return None
+            return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+        return {
+            "media_id": self.media_id,
+            "score": self.score,
+            "camera": self.camera,
+            "clip_id": self.clip_id,
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "start_epoch": self.start,
+            "end_epoch": self.end,
+            "clip": self.clip_path,
+        }
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """Epoch seconds from "2h", "30m", "1d" (ago) or an ISO date/time (UTC unless it says)."""
+    now = time.time() if now is None else now
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip())
+    if m:
+        return now - float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: expected a duration ago (30m, 2h, 1d) or an ISO time "
+            "(2026-11-24 or 2026-11-24T08:00)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def search(
+    ice: IceClient,
+    cloud: CloudSettings,
+    spool: Spool | None,
+    text: str,
+    *,
+    camera: str | None = None,
+    since: float | None = None,
+    page: int = 1,
+    limit: int = 10,
+) -> tuple[int, list[Match]]:
+    """Natural-language search; (total hits in the library, this page's matches)."""
+    # The uploader's MsgBody puts the camera in strField1 and the start second in intField1.
+    filters: dict = {}
+    if camera:
+        filters["strField1"] = camera
+    if since is not None:
+        filters["intField1"] = {"gte": int(since)}
+    result = ice.search_media_by_hybrid(
+        cloud.search_lib,
+        text,
+        namespace=cloud.namespace,
+        page_no=page,
+        page_size=limit,
+        custom_filters=filters or None,
+    )
+    matches: list[Match] = []
+    for hit in result.hits:
+        row = spool.by_media_id(hit.media_id) if spool else None
+        base = row["start_wall"] if row else None
+        for clip in hit.clips or ():
+            start = base + clip.start if base is not None and clip.start is not None else None
+            end = base + clip.end if base is not None and clip.end is not None else None
+            matches.append(
+                Match(
+                    media_id=hit.media_id,
+                    score=clip.score,
+                    camera=row["camera"] if row else None,
+                    clip_id=row["clip_id"] if row else None,
+                    start=start,
+                    end=end,
+                    clip_path=str(spool.absolute(row["clip_path"]))
+                    if row and spool and not row["local_deleted"]
+                    else None,
+                )
+            )
+    if camera:
+        matches = [m for m in matches if m.camera == camera]
+    if since is not None:
+        matches = [m for m in matches if m.start is not None and m.start >= since]
+    matches.sort(key=lambda m: -(m.score or 0.0))
+    return result.total, matches

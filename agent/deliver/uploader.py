@@ -1,0 +1,441 @@
+"""Delivery: spool rows → OSS objects → search-library media, exactly once, offline-safe.
+
+Each clip walks `pending → uploading → uploaded → registered → indexed`; every step is guarded
+in SQLite (`Spool.advance` only moves a row that is still where the step expects it), so a
+crash anywhere resumes at the step it was in:
+- uploading: objects already on OSS with the same size and CRC-64 are not sent again, and a
+  multipart upload resumes from its checkpoint under `data_dir/oss-checkpoints`;
+- registering: the MediaId is derived from device, camera and clip, so a repeated insert gets
+  "already exists", which counts as done — a clip can never become two media;
+- indexing: the index job is polled slowly until it succeeds or fails.
+
+Retries: a retryable failure (network, 5xx, throttling, timeouts) defers the clip with its own
+exponential backoff and puts the whole uploader in an *offline* state: no clip is tried until
+the global backoff (capped at `max_backoff`, with jitter) has passed, then exactly one clip
+probes. Rejected credentials pause everything the same way without failing clips (an operator
+fixes credentials; the backlog must survive that). Other errors fail the clip with the
+service's message. One log line per state change, never one per retry.
+
+Order: registrations first (cheap, and they make clips searchable), then index checks, then
+uploads oldest first — except that every NEWEST_EVERY-th upload takes the newest clip, so a
+long backlog drains without starving fresh events.
+
+Disk guard: over `max_spool_bytes` (not yet in the cloud) or under `min_free_bytes` free, local
+copies of registered clips go first, then `on_full`: `drop_oldest` deletes the oldest pending
+clip's video (row and keyframes stay, state `dropped` with the reason), `stop_recording`
+tells capture to cut no new clips until there is room again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.config import CloudSettings, Config, UploadSettings
+from agent.deliver.credentials import CredentialsError, CredentialSource
+from agent.deliver.ice import (
+    IceAlreadyExists,
+    IceAuthError,
+    IceClient,
+    IceCredentialsError,
+    IceError,
+    IceThrottled,
+)
+from agent.deliver.oss import OssError, OssUploader, object_key
+from agent.spool import STOP_RECORDING, TO_INDEX, TO_REGISTER, TO_UPLOAD, Spool
+
+log = logging.getLogger(__name__)
+
+NEWEST_EVERY = 4  # one upload pick in this many takes the newest clip instead of the oldest
+IDLE_POLL = 1.0  # s between looks at the spool when there is nothing to do
+INDEX_CHECKS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # s between index-job polls
+GUARD_EVERY = 2.0  # s between disk checks
+OSS_AUTH_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "SecurityTokenExpired",
+    "InvalidSecurityToken",
+}
+
+
+def media_id(device_id: str, camera: str, clip_id: str) -> str:
+    """32 hex chars, the same for the same clip forever: the key to registering it once."""
+    return hashlib.md5(f"{device_id}/{camera}/{clip_id}".encode()).hexdigest()
+
+
+def msg_body(row: dict[str, Any], device_id: str) -> dict[str, Any]:
+    """What maps a search hit back to a camera and a moment, and lets searches filter.
+
+    ICE's MsgBody carries a `title` and three custom fields only (`strField1`, `strField2`,
+    `intField1`), which SearchMediaByHybrid can filter on: the camera, where the clip came
+    from, and the epoch second the clip starts.
+    """
+    start = row["start_wall"]
+    local = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start))
+    return {
+        "title": f"{row['camera']} {local}",
+        "customFields": {
+            "strField1": row["camera"],
+            "strField2": f"{device_id}/{row['clip_id']}",
+            "intField1": int(start),
+        },
+    }
+
+
+def keys_for(row: dict[str, Any], cloud: CloudSettings, device_id: str) -> tuple[str, list[str]]:
+    def key(suffix: str) -> str:
+        return object_key(
+            cloud.prefix, device_id, row["camera"], row["start_wall"], row["clip_id"], suffix
+        )
+
+    count = len(json.loads(row["keyframes"]))
+    return key(".mp4"), [key(f"_{i}.jpg") for i in range(count)]
+
+
+def backoff(attempts: int, cap: float, rng: random.Random) -> float:
+    """Exponential (1 s, 2 s, 4 s ...) capped, with jitter so a fleet does not retry in step."""
+    return min(cap, 2.0 ** max(attempts, 0)) * rng.uniform(0.5, 1.0)
+
+
+@dataclass
+class Health:
+    """The uploader's view of the cloud, shared by its workers."""
+
+    online: bool = True
+    retry_at: float = 0.0
+    failures: int = 0
+    probing: bool = False
+    reason: str = ""
+
+
+class Uploader:
+    """The delivery loop: `concurrency` worker threads plus the disk guard."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        device_id: str,
+        cloud: CloudSettings,
+        upload: UploadSettings,
+        *,
+        make_oss: Callable[[], OssUploader],
+        make_ice: Callable[[], IceClient],
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        index_checks: tuple[float, ...] = INDEX_CHECKS,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.device_id = device_id
+        self.cloud = cloud
+        self.upload = upload
+        self.make_oss = make_oss
+        self.make_ice = make_ice
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.index_checks = index_checks
+        self.lock = threading.Lock()
+        self.inflight: set[int] = set()
+        self.health = Health()
+        self.picks = 0
+        self.drops = 0
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Drain the spool until `stop` is set; uploads in flight are left resumable."""
+        workers = [
+            threading.Thread(target=self._worker, args=(stop,), name=f"upload-{i}", daemon=True)
+            for i in range(self.upload.concurrency)
+        ]
+        for w in workers:
+            w.start()
+        spool = Spool(self.data_dir)
+        try:
+            while not stop.is_set():
+                self.guard(spool)
+                stop.wait(GUARD_EVERY)
+        finally:
+            spool.close()
+        for w in workers:
+            w.join()
+
+    def _worker(self, stop: threading.Event) -> None:
+        spool = Spool(self.data_dir)
+        oss, ice = self.make_oss(), self.make_ice()
+        try:
+            while not stop.is_set():
+                if not self.step(spool, oss, ice):
+                    stop.wait(IDLE_POLL)
+        finally:
+            ice.close()
+            spool.close()
+
+    def step(self, spool: Spool, oss: OssUploader, ice: IceClient) -> bool:
+        """Do one step for one clip. False when nothing was due."""
+        claimed = self._claim(spool)
+        if claimed is None:
+            return False
+        stage, row = claimed
+        try:
+            if stage == "upload":
+                self._upload(spool, oss, row)
+            elif stage == "register":
+                self._register(spool, ice, row)
+            else:
+                self._check_index(spool, ice, row)
+            self._succeeded()
+        except (OssError, IceError, CredentialsError) as exc:
+            self._failed(spool, row, exc)
+        except FileNotFoundError as exc:
+            spool.advance(
+                row["id"], (row["state"],), "failed", reason=f"local file missing: {exc.filename}"
+            )
+            log.error(
+                "clip %s: local file missing (%s); marked failed", row["clip_id"], exc.filename
+            )
+        finally:
+            with self.lock:
+                self.inflight.discard(row["id"])
+        return True
+
+    def _claim(self, spool: Spool) -> tuple[str, dict[str, Any]] | None:
+        now = self.clock()
+        with self.lock:
+            h = self.health
+            if not h.online and (now < h.retry_at or h.probing):
+                return None  # offline: wait out the backoff, then one probe at a time
+            stage, row = "upload", None
+            for name, states in (("register", TO_REGISTER), ("index", TO_INDEX)):
+                row = spool.next_due(states, now, self.inflight)
+                if row:
+                    stage = name
+                    break
+            if row is None:
+                newest = self.picks % NEWEST_EVERY == NEWEST_EVERY - 1
+                row = spool.next_due(TO_UPLOAD, now, self.inflight, newest=newest)
+                if row:
+                    self.picks += 1
+            if row is None:
+                return None
+            self.inflight.add(row["id"])
+            if not h.online:
+                h.probing = True
+            return stage, row
+
+    # -- the steps -----------------------------------------------------------------------------
+
+    def _upload(self, spool: Spool, oss: OssUploader, row: dict[str, Any]) -> None:
+        spool.advance(row["id"], ("pending",), "uploading")
+        clip_key, kf_keys = keys_for(row, self.cloud, self.device_id)
+        keyframes = [spool.absolute(k["path"]) for k in json.loads(row["keyframes"])]
+        for path, key in zip(keyframes, kf_keys):
+            oss.ensure_uploaded(key, path)
+        oss.ensure_uploaded(clip_key, spool.absolute(row["clip_path"]))
+        spool.advance(
+            row["id"],
+            ("uploading",),
+            "uploaded",
+            clip_key=clip_key,
+            keyframe_keys=json.dumps(kf_keys),
+            uploaded_at=self.clock(),
+        )
+
+    def _register(self, spool: Spool, ice: IceClient, row: dict[str, Any]) -> None:
+        mid = media_id(self.device_id, row["camera"], row["clip_id"])
+        bucket = self.cloud.bucket
+        images = [f"oss://{bucket}/{k}" for k in json.loads(row["keyframe_keys"] or "[]")]
+        try:
+            ice.insert_media(
+                self.cloud.search_lib,
+                self.cloud.namespace,
+                mid,
+                f"oss://{bucket}/{row['clip_key']}",
+                images,
+                msg_body(row, self.device_id),
+            )
+        except IceAlreadyExists:
+            log.info(
+                "clip %s: media %s was already registered (retry after a crash)",
+                row["clip_id"],
+                mid,
+            )
+        now = self.clock()
+        spool.advance(
+            row["id"],
+            TO_REGISTER,
+            "registered",
+            media_id=mid,
+            registered_at=now,
+            next_attempt_at=now + self.index_checks[0],
+        )
+
+    def _check_index(self, spool: Spool, ice: IceClient, row: dict[str, Any]) -> None:
+        jobs = ice.query_media_index_job(self.cloud.search_lib, row["media_id"])
+        now = self.clock()
+        if jobs.succeeded:
+            spool.advance(row["id"], TO_INDEX, "indexed", index_status="Success", indexed_at=now)
+        elif jobs.failed:
+            spool.advance(
+                row["id"],
+                TO_INDEX,
+                "failed",
+                index_status="Fail",
+                reason="the search library's index job failed",
+            )
+            log.error("clip %s: index job failed in %s", row["clip_id"], self.cloud.search_lib)
+        else:
+            checks = self.index_checks
+            wait = checks[min(row["attempts"] + 1, len(checks) - 1)]
+            spool.defer(row["id"], "index job still running", now + wait)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _succeeded(self) -> None:
+        with self.lock:
+            h = self.health
+            if not h.online:
+                log.warning(
+                    "cloud reachable again after %d failed tries; draining the backlog", h.failures
+                )
+            self.health = Health()
+
+    def _failed(self, spool: Spool, row: dict[str, Any], exc: Exception) -> None:
+        auth = isinstance(exc, (IceAuthError, IceCredentialsError, CredentialsError)) or (
+            isinstance(exc, OssError) and exc.code in OSS_AUTH_CODES
+        )
+        retryable = auth or getattr(exc, "retryable", False)
+        now = self.clock()
+        if not retryable:
+            spool.advance(row["id"], (row["state"],), "failed", reason=str(exc))
+            log.error("clip %s failed (not retryable): %s", row["clip_id"], exc)
+            return
+        spool.defer(
+            row["id"], str(exc), now + backoff(row["attempts"], self.upload.max_backoff, self.rng)
+        )
+        with self.lock:
+            h = self.health
+            h.failures += 1
+            h.probing = False
+            cap = self.upload.max_backoff
+            h.retry_at = now + (cap if auth else backoff(h.failures - 1, cap, self.rng))
+            if auth:
+                reason = "credentials rejected"
+            elif isinstance(exc, IceThrottled) or getattr(exc, "code", "") == "SlowDown":
+                reason = "cloud is throttling"
+            else:
+                reason = "cloud unreachable"
+            if h.online or reason != h.reason:
+                log.error(
+                    "%s: %s; clips stay pending, retrying with backoff (max %.0f s)",
+                    reason,
+                    exc,
+                    cap,
+                )
+            h.online, h.reason = False, reason
+
+    # -- disk guard ----------------------------------------------------------------------------
+
+    def guard(self, spool: Spool) -> None:
+        """Keep the spool within its limits; see the module docstring for the order."""
+        now = self.clock()
+        keep = self.upload.keep_local_hours * 3600
+        while (row := spool.oldest(("registered", "indexed"))) and (
+            row["registered_at"] + keep <= now or self._over(spool)
+        ):
+            self._delete_local(spool, row, keyframes=True)
+        stopped = spool.get_meta(STOP_RECORDING)
+        while self._over(spool):
+            if self.upload.on_full == "stop_recording":
+                if not stopped:
+                    reason = self._limit_text(spool)
+                    spool.set_meta(STOP_RECORDING, reason)
+                    log.error("disk limit: %s; recording stopped until there is room", reason)
+                return
+            with self.lock:
+                victim = next(
+                    (r for r in self._oldest_pending(spool) if r["id"] not in self.inflight), None
+                )
+            if victim is None:
+                return
+            reason = f"dropped to make room: {self._limit_text(spool)}"
+            self._delete_local(spool, victim, keyframes=False, state="dropped", reason=reason)
+            self.drops += 1
+            log.error("clip %s %s (%d dropped so far)", victim["clip_id"], reason, self.drops)
+        if stopped:
+            spool.set_meta(STOP_RECORDING, None)
+            log.warning("disk has room again; recording resumes")
+
+    def _over(self, spool: Spool) -> bool:
+        free = shutil.disk_usage(self.data_dir).free
+        return (
+            spool.bytes_not_in_cloud() > self.upload.max_spool_bytes
+            or free < self.upload.min_free_bytes
+        )
+
+    def _limit_text(self, spool: Spool) -> str:
+        free = shutil.disk_usage(self.data_dir).free
+        return (
+            f"{spool.bytes_not_in_cloud() / 1e6:.1f} MB not yet uploaded (max "
+            f"{self.upload.max_spool_bytes / 1e6:.1f} MB), {free / 1e6:.1f} MB free (min "
+            f"{self.upload.min_free_bytes / 1e6:.1f} MB)"
+        )
+
+    @staticmethod
+    def _oldest_pending(spool: Spool):
+        for row in spool.rows(state="pending"):
+            if not row["local_deleted"]:
+                yield row
+
+    @staticmethod
+    def _delete_local(
+        spool: Spool,
+        row: dict[str, Any],
+        *,
+        keyframes: bool,
+        state: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Row first, then files: a crash in between is finished by Spool.recover."""
+        spool.mark_local_deleted(row["id"], state=state, reason=reason)
+        paths = [spool.absolute(row["clip_path"])]
+        if keyframes:
+            paths += [spool.absolute(k["path"]) for k in json.loads(row["keyframes"])]
+        for p in paths:
+            p.unlink(missing_ok=True)
+
+
+def from_config(config: Config, credentials: CredentialSource | None = None) -> Uploader:
+    """An uploader wired to the configured cloud, credentials from the default chain."""
+    cloud = config.cloud
+    if cloud is None:
+        raise ValueError(f"{config.source}: no [cloud] section; nothing to deliver to")
+    source = credentials or CredentialSource()
+    data_dir = config.agent.data_dir
+    limit = config.upload.bandwidth_limit or None
+
+    def make_oss() -> OssUploader:
+        return OssUploader(
+            endpoint=cloud.oss_endpoint,
+            region=cloud.region,
+            bucket=cloud.bucket,
+            credentials=source,
+            checkpoint_dir=data_dir / "oss-checkpoints",
+            traffic_limit_bps=limit,
+        )
+
+    def make_ice() -> IceClient:
+        return IceClient(cloud.ice_endpoint, source.get)
+
+    return Uploader(
+        data_dir, config.agent.device_id, cloud, config.upload, make_oss=make_oss, make_ice=make_ice
+    )

@@ -1,0 +1,450 @@
+"""Delivery against local OSS and ICE servers (real processes): exactly once, offline-safe."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agentproc import start, wait_for
+from fake_ice import FakeIce
+from fake_oss import FakeOss
+
+from agent.capture.catalog import SpoolSink
+from agent.config import CloudSettings, UploadSettings
+from agent.deliver.acs import Credentials
+from agent.deliver.credentials import StaticCredentialSource
+from agent.deliver.ice import IceClient
+from agent.deliver.library import init_library, search
+from agent.deliver.oss import OssUploader
+from agent.deliver.uploader import Uploader, media_id
+from agent.spool import STOP_RECORDING, ClipRecord, Spool
+
+AK, SK = "LTAI5tDeliveryTestKey", "delivery-test-secret-0123456789"
+REGION, BUCKET, LIB, DEVICE = "cn-hangzhou", "ipc-test-bucket", "IPCamera_test", "gw-test"
+
+
+@pytest.fixture(scope="module")
+def oss() -> Iterator[FakeOss]:
+    with FakeOss(access_key_id=AK, access_key_secret=SK, region=REGION) as server:
+        server.create_bucket(BUCKET)
+        yield server
+
+
+@pytest.fixture
+def ice() -> Iterator[FakeIce]:
+    server = FakeIce(access_key_id=AK, access_key_secret=SK)
+    server.start()
+    try:
+        with IceClient(server.url, lambda: Credentials(AK, SK)) as client:
+            init_library(client, cloud_settings(None, server), "Shared")
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "oss" in request.fixturenames:
+        request.getfixturevalue("oss").clear_faults()
+
+
+def cloud_settings(oss: FakeOss | None, ice: FakeIce) -> CloudSettings:
+    return CloudSettings(
+        region=REGION,
+        bucket=BUCKET,
+        prefix="ipc/",
+        oss_endpoint=oss.endpoint if oss else "http://127.0.0.1:1",
+        ice_endpoint=ice.url,
+        search_lib=LIB,
+        namespace=DEVICE,
+    )
+
+
+class Clock:
+    """A clock the test moves by hand, so backoffs are checked without waiting them out."""
+
+    def __init__(self) -> None:
+        self.now = 1_795_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_clips(data_dir: Path, n: int, size: int = 50_000, camera: str = "cam1") -> Spool:
+    """`n` catalogued clips with real files (random bytes: OSS does not look inside)."""
+    spool = Spool(data_dir)
+    rng = random.Random(n)
+    for i in range(n):
+        clip_id = f"{camera}_20261124T1000{i:02d}Z_{i:06x}"
+        day = data_dir / "clips" / camera / "2026-11-24"
+        day.mkdir(parents=True, exist_ok=True)
+        video = day / f"{clip_id}.mp4"
+        video.write_bytes(rng.randbytes(size))
+        kfs = []
+        for k in range(2):
+            jpg = day / f"{clip_id}_{k}.jpg"
+            jpg.write_bytes(b"\xff\xd8\xff" + rng.randbytes(2000))
+            kfs.append((jpg, 1.0 + k))
+        spool.add(
+            ClipRecord(
+                clip_id=clip_id,
+                camera=camera,
+                start_wall=1_795_000_000.0 + 60 * i,
+                media_start=0.0,
+                media_end=10.0,
+                event_start=3.0,
+                event_end=5.0,
+                clip_path=video,
+                clip_bytes=size,
+                keyframes=tuple(kfs),
+                keyframe_bytes=4006,
+                codec="h264",
+                width=640,
+                height=360,
+                frames=150,
+                peak_score=0.1,
+                mean_score=0.05,
+            )
+        )
+    return spool
+
+
+def make_uploader(
+    data_dir: Path, oss: FakeOss, ice: FakeIce, *, secret: str = SK, clock=None, **upload
+) -> Uploader:
+    source = StaticCredentialSource(Credentials(AK, secret))
+    cloud = cloud_settings(oss, ice)
+
+    def make_oss() -> OssUploader:
+        return OssUploader(
+            endpoint=oss.endpoint,
+            region=REGION,
+            bucket=BUCKET,
+            credentials=source,
+            checkpoint_dir=data_dir / "oss-checkpoints",
+        )
+
+    def make_ice() -> IceClient:
+        return IceClient(ice.url, source.get)
+
+    kwargs = {"clock": clock} if clock else {}
+    return Uploader(
+        data_dir,
+        DEVICE,
+        cloud,
+        UploadSettings(**upload),
+        make_oss=make_oss,
+        make_ice=make_ice,
+        rng=random.Random(0),
+        index_checks=(0.0,),
+        **kwargs,
+    )
+
+
+def drain(up: Uploader, spool: Spool, clock: Clock, max_steps: int = 500) -> int:
+    """Step the uploader by hand; when nothing is due, move the clock to the next due time."""
+    oss, ice = up.make_oss(), up.make_ice()
+    steps = 0
+    try:
+        while steps < max_steps:
+            if up.step(spool, oss, ice):
+                steps += 1
+                continue
+            due = [
+                r["next_attempt_at"]
+                for r in spool.rows()
+                if r["state"] in ("pending", "uploading", "uploaded", "registered")
+            ]
+            if not due:
+                return steps
+            clock.now = max(clock.now, min(due), up.health.retry_at) + 0.001
+    finally:
+        ice.close()
+    raise AssertionError(f"not drained after {max_steps} steps: {spool.counts()}")
+
+
+def assert_registered_once(spool: Spool, oss: FakeOss, ice: FakeIce) -> None:
+    state = ice.state()
+    media = {m["media_id"]: m for m in state["media"]}
+    rows = list(spool.rows())
+    assert {r["state"] for r in rows} == {"indexed"}, spool.counts()
+    assert len(media) == len(rows), "a clip registered twice, or a media without a clip"
+    for row in rows:
+        mid = media_id(DEVICE, row["camera"], row["clip_id"])
+        assert row["media_id"] == mid and mid in media
+        assert state["registered"].get(mid) == 1, f"{mid} registered {state['registered']}"
+        stored = oss.object_bytes(BUCKET, row["clip_key"])
+        assert stored == spool.absolute(row["clip_path"]).read_bytes() or row["local_deleted"]
+        keys = json.loads(row["keyframe_keys"])
+        assert len(keys) == 2 and all(oss.object_bytes(BUCKET, k) for k in keys)
+
+
+def test_backlog_drains_with_worker_threads_each_clip_once(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 12)
+    up = make_uploader(tmp_path, oss, ice, concurrency=3, keep_local_hours=1)
+    stop = threading.Event()
+    runner = threading.Thread(target=up.run, args=(stop,))
+    runner.start()
+    try:
+        wait_for(lambda: spool.counts()["indexed"] == 12, 60, "the backlog to be indexed")
+    finally:
+        stop.set()
+        runner.join(30)
+    assert_registered_once(spool, oss, ice)
+    row = next(spool.rows())
+    body = next(m for m in ice.state()["media"] if m["media_id"] == row["media_id"])
+    assert row["clip_key"].startswith(f"ipc/{DEVICE}/cam1/2026/11/")
+    assert body["input"] == f"oss://{BUCKET}/{row['clip_key']}"
+
+
+def test_cloud_outage_backs_off_then_every_clip_registers_once(tmp_path, oss, ice, caplog):
+    spool = make_clips(tmp_path, 4)
+    clock = Clock()
+    up = make_uploader(tmp_path, oss, ice, clock=clock, max_backoff=30)
+    oss.fault("status", count=None, status=503, code="ServiceUnavailable")
+    o, i = up.make_oss(), up.make_ice()
+    with caplog.at_level(logging.WARNING):
+        assert up.step(spool, o, i)  # the first try fails ...
+        assert not up.health.online
+        seen = len(oss.requests())
+        for _ in range(20):  # ... and nothing is tried again before the backoff has passed
+            assert not up.step(spool, o, i)
+        assert len(oss.requests()) == seen, "retried before the backoff"
+        for _ in range(6):  # probes, one at a time, with a growing backoff up to max_backoff
+            clock.now = up.health.retry_at + 0.001
+            assert up.step(spool, o, i) and not up.health.online
+        assert up.health.retry_at - clock.now <= 30
+        assert {r["state"] for r in spool.rows()} <= {"pending", "uploading"}
+        oss.clear_faults()
+        drain(up, spool, clock)
+    assert_registered_once(spool, oss, ice)
+    assert caplog.text.count("cloud unreachable") == 1, "one log line per state change"
+    assert caplog.text.count("reachable again") == 1
+
+
+def test_ice_throttling_backs_off_then_registers_once(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 3)
+    clock = Clock()
+    up = make_uploader(tmp_path, oss, ice, clock=clock)
+    ice.control("fault", action="InsertMediaToSearchLib", kind="throttle", count=4)
+    drain(up, spool, clock)
+    assert_registered_once(spool, oss, ice)
+    state = ice.state()
+    throttled = [
+        r
+        for r in state["requests"]
+        if r["action"] == "InsertMediaToSearchLib" and r["code"] == "Throttling.User"
+    ]
+    assert len(throttled) == 4 and sum(state["insert_calls"].values()) == 3
+
+
+def test_timeout_after_the_insert_took_effect_does_not_register_twice(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 1)
+    clock = Clock()
+    up = make_uploader(tmp_path, oss, ice, clock=clock)
+    ice.control("fault", action="InsertMediaToSearchLib", kind="drop", process=True, count=1)
+    drain(up, spool, clock)
+    assert_registered_once(spool, oss, ice)
+
+
+def test_wrong_credentials_keep_clips_pending_without_a_retry_storm(tmp_path, oss, ice, caplog):
+    spool = make_clips(tmp_path, 3)
+    clock = Clock()
+    up = make_uploader(tmp_path, oss, ice, clock=clock, secret="wrong-secret", max_backoff=60)
+    o, i = up.make_oss(), up.make_ice()
+    before = len(oss.requests())
+    with caplog.at_level(logging.ERROR):
+        assert up.step(spool, o, i)
+        for _ in range(50):
+            clock.now += 1  # 50 s of polling: still inside the 60 s pause
+            assert not up.step(spool, o, i)
+    assert len(oss.requests()) - before <= 2, "rejected credentials retried in a loop"
+    states = {r["state"] for r in spool.rows()}
+    assert states <= {"pending", "uploading"}, f"clips failed for a fixable cause: {states}"
+    assert "credentials rejected" in caplog.text and "wrong-secret" not in caplog.text
+    assert caplog.text.count("credentials rejected") == 1
+
+
+def test_a_rejected_parameter_fails_the_clip_with_the_reason_and_retry_requeues(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 1)
+    clock = Clock()
+    up = make_uploader(tmp_path, oss, ice, clock=clock)
+    ice.control(
+        "fault",
+        action="InsertMediaToSearchLib",
+        kind="error",
+        status=400,
+        code="InvalidParameter",
+        message="bad MsgBody",
+        count=1,
+    )
+    drain(up, spool, clock)
+    [row] = spool.rows()
+    assert row["state"] == "failed" and "InvalidParameter" in row["reason"]
+    assert "RequestId" in row["reason"]
+    assert spool.requeue() == 1 and spool.row(row["id"])["state"] == "uploaded"
+    drain(up, spool, clock)
+    assert_registered_once(spool, oss, ice)
+
+
+def test_drop_oldest_deletes_the_oldest_pending_video_and_keeps_its_record(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 5, size=100_000)
+    up = make_uploader(tmp_path, oss, ice, max_spool_bytes=250_000)
+    up.guard(spool)
+    rows = list(spool.rows())
+    dropped = [r for r in rows if r["state"] == "dropped"]
+    assert [r["id"] for r in dropped] == [1, 2, 3], "not the oldest, or not enough"
+    for r in dropped:
+        assert r["local_deleted"] == 1 and "dropped to make room" in r["reason"]
+        assert not spool.absolute(r["clip_path"]).exists()
+        assert all(spool.absolute(k["path"]).exists() for k in json.loads(r["keyframes"]))
+    assert up.drops == 3 and spool.bytes_not_in_cloud() <= 250_000
+    Spool(tmp_path).recover(tmp_path / "clips")  # catalog and disk agree
+    assert [r["state"] for r in spool.rows()] == ["dropped"] * 3 + ["pending"] * 2
+
+
+def test_stop_recording_refuses_new_clips_until_there_is_room(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 3, size=100_000)
+    up = make_uploader(tmp_path, oss, ice, max_spool_bytes=200_000, on_full="stop_recording")
+    up.guard(spool)
+    sink = SpoolSink(spool)
+    assert "not yet uploaded" in sink.refusal()
+    assert spool.counts()["pending"] == 3, "stop_recording must not drop anything"
+    clock = Clock()
+    up.clock = clock
+    drain(up, spool, clock)
+    up.guard(spool)
+    assert sink.refusal() is None and spool.get_meta(STOP_RECORDING) is None
+
+
+def test_registered_clips_leave_the_gateway_after_keep_local_hours(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 2)
+    clock = Clock()
+    up = make_uploader(tmp_path, oss, ice, clock=clock, keep_local_hours=2)
+    drain(up, spool, clock)
+    up.guard(spool)
+    assert all(spool.absolute(r["clip_path"]).exists() for r in spool.rows())
+    clock.now += 2 * 3600 + 1
+    up.guard(spool)
+    for r in spool.rows():
+        assert r["local_deleted"] == 1 and r["state"] == "indexed"
+        assert not spool.absolute(r["clip_path"]).exists()
+
+
+def test_cloud_init_twice_is_a_no_op_the_second_time(tmp_path, ice):
+    cloud = cloud_settings(None, ice)
+    with IceClient(ice.url, lambda: Credentials(AK, SK)) as client:
+        again = init_library(client, cloud, "Shared")  # the fixture already ran it once
+    assert f"search library {LIB} exists" in again and "index mm exists" in again
+    assert not any("created" in line for line in again)
+    assert ice.state()["calls"].get("CreateSearchLib", 0) == 1
+
+
+def test_search_maps_hits_to_camera_and_wall_clock(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 2)
+    clock = Clock()
+    drain(make_uploader(tmp_path, oss, ice, clock=clock), spool, clock)
+    with IceClient(ice.url, lambda: Credentials(AK, SK)) as client:
+        total, matches = search(client, cloud_settings(oss, ice), spool, "cam1")
+    assert total == 2 and len(matches) == 2
+    by_clip = {m.clip_id: m for m in matches}
+    for row in spool.rows():
+        m = by_clip[row["clip_id"]]
+        assert m.camera == "cam1" and m.start == row["start_wall"] + 0.0
+        assert m.end == row["start_wall"] + 5.0
+
+
+# -- the agent as a process: kill -9 mid-upload and mid-registration ---------------------------
+
+
+def agent_config(tmp_path: Path, oss: FakeOss, ice: FakeIce) -> Path:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[agent]\ndata_dir = "{tmp_path}"\ndevice_id = "{DEVICE}"\n'
+        f'[cloud]\nregion = "{REGION}"\nbucket = "{BUCKET}"\noss_endpoint = "{oss.endpoint}"\n'
+        f'ice_endpoint = "{ice.url}"\nsearch_lib = "{LIB}"\nnamespace = "{DEVICE}"\n'
+    )
+    return config
+
+
+@pytest.fixture
+def credentials_env(monkeypatch):
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
+
+
+def kill_group(proc) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+
+
+def test_kill_9_mid_multipart_upload_resumes_and_registers_once(
+    tmp_path, oss, ice, credentials_env
+):
+    spool = make_clips(tmp_path, 1, size=9 * 2**20)  # over the 8 MiB multipart threshold
+    config = agent_config(tmp_path, oss, ice)
+    since = len(oss.requests())
+    oss.fault("stall", count=None, op="UploadPart", params={"partNumber": "4"})
+    proc = start(config, log=tmp_path / "agent1.log")
+    try:
+        oss.wait_for_request(
+            lambda r: r["op"] == "UploadPart" and r["params"].get("partNumber") == "4",
+            timeout=60,
+            since=since,
+        )
+    finally:
+        kill_group(proc)
+    oss.clear_faults()
+    proc = start(config, log=tmp_path / "agent2.log")
+    try:
+        wait_for(
+            lambda: spool.counts()["registered"] + spool.counts()["indexed"] == 1,
+            120,
+            "the clip to be registered after the restart",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    log = [r for r in oss.requests(since) if r["op"] in ("InitiateMultipartUpload", "UploadPart")]
+    assert sum(r["op"] == "InitiateMultipartUpload" for r in log) == 1, "the upload restarted"
+    parts = [int(r["params"]["partNumber"]) for r in log if r["op"] == "UploadPart"]
+    assert parts.count(1) == 1 and parts.count(2) == 1, f"finished parts sent again: {parts}"
+    [row] = spool.rows()
+    assert (
+        oss.object_bytes(BUCKET, row["clip_key"]) == spool.absolute(row["clip_path"]).read_bytes()
+    )
+    assert ice.state()["registered"] == {row["media_id"]: 1}
+
+
+def test_kill_9_between_insert_and_local_commit_registers_once(tmp_path, oss, ice, credentials_env):
+    spool = make_clips(tmp_path, 1)
+    config = agent_config(tmp_path, oss, ice)
+    ice.control("fault", action="InsertMediaToSearchLib", kind="delay", delay=60, count=1)
+    proc = start(config, log=tmp_path / "agent1.log")
+    try:
+        wait_for(lambda: ice.state()["insert_calls"], 60, "the insert to reach the library")
+    finally:
+        kill_group(proc)
+    assert next(spool.rows())["state"] == "uploaded", "committed before the answer came"
+    proc = start(config, log=tmp_path / "agent2.log")
+    try:
+        wait_for(
+            lambda: spool.counts()["registered"] + spool.counts()["indexed"] == 1,
+            60,
+            "the clip to be registered after the restart",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    [row] = spool.rows()
+    state = ice.state()
+    assert state["insert_calls"][row["media_id"]] == 2 and state["registered"][row["media_id"]] == 1
+    assert len(state["media"]) == 1
