@@ -9,8 +9,15 @@ Each child reports the CPU seconds of its work (process time, all threads) and i
 The script prints medians, CPU seconds per second of video, and the ratio replay/reference.
 This machine is shared and noisy: compare ratios, not absolute seconds.
 
-Usage: .venv/bin/python scripts/bench.py [--repeat 5] [--duration 60] [--json]
-Stdlib and the agent package only.
+Delivery (`--only delivery`): a backlog of `--clips` clips (1 MB video + 4 small JPEGs each)
+drained by the uploader (`--concurrency` workers) to the local OSS and ICE test servers
+(tests/fake_oss.py: moto behind an OSS adapter; tests/fake_ice.py), on loopback. Prints clips
+per second until every clip is registered, and the uploader's CPU seconds per clip (this
+process only; the servers run in their own processes). Needs the test extras (moto).
+
+Usage: .venv/bin/python scripts/bench.py [--only capture|delivery] [--repeat 5] [--duration 60]
+       [--clips 1000] [--concurrency 4] [--json]
+Stdlib and the agent package only (plus the test servers for delivery).
 """
 
 from __future__ import annotations
@@ -81,12 +88,146 @@ def inputs(duration: float) -> list[tuple[str, Path]]:
     ]
 
 
+def bench_delivery(clips: int, concurrency: int) -> dict:
+    import random
+    import threading
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from fake_ice import FakeIce  # noqa: E402 - the test servers live in tests/
+    from fake_oss import FakeOss
+
+    from agent.config import CloudSettings, UploadSettings
+    from agent.deliver.acs import Credentials
+    from agent.deliver.credentials import StaticCredentialSource
+    from agent.deliver.ice import IceClient
+    from agent.deliver.library import init_library
+    from agent.deliver.oss import OssUploader
+    from agent.deliver.uploader import Uploader
+    from agent.spool import ClipRecord, Spool
+
+    ak, sk, region, bucket = "LTAI5tBenchKey", "bench-secret", "cn-hangzhou", "bench-bucket"
+    source = StaticCredentialSource(Credentials(ak, sk))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeOss(access_key_id=ak, access_key_secret=sk, region=region) as oss,
+    ):
+        ice = FakeIce(access_key_id=ak, access_key_secret=sk)
+        ice.start()
+        try:
+            data = Path(tmp)
+            oss.create_bucket(bucket)
+            cloud = CloudSettings(
+                region=region,
+                bucket=bucket,
+                prefix="ipc/",
+                oss_endpoint=oss.endpoint,
+                ice_endpoint=ice.url,
+                search_lib="IPCamera_bench",
+                namespace="bench",
+            )
+            with IceClient(ice.url, source.get) as client:
+                init_library(client, cloud, "Shared")
+            spool = Spool(data)
+            rng = random.Random(0)
+            video, jpeg = rng.randbytes(2**20), rng.randbytes(30_000)
+            day = data / "clips" / "cam" / "2026-11-24"
+            day.mkdir(parents=True)
+            print(f"writing {clips} clips ...", file=sys.stderr)
+            for i in range(clips):
+                cid = f"cam_{i:06d}"
+                (day / f"{cid}.mp4").write_bytes(video)
+                kfs = []
+                for k in range(4):
+                    (day / f"{cid}_{k}.jpg").write_bytes(jpeg)
+                    kfs.append((day / f"{cid}_{k}.jpg", float(k)))
+                spool.add(
+                    ClipRecord(
+                        clip_id=cid,
+                        camera="cam",
+                        start_wall=1_795_000_000.0 + i,
+                        media_start=0.0,
+                        media_end=10.0,
+                        event_start=3.0,
+                        event_end=5.0,
+                        clip_path=day / f"{cid}.mp4",
+                        clip_bytes=len(video),
+                        keyframes=tuple(kfs),
+                        keyframe_bytes=4 * len(jpeg),
+                        codec="h264",
+                        width=1920,
+                        height=1080,
+                        frames=150,
+                        peak_score=0.1,
+                        mean_score=0.05,
+                    )
+                )
+            up = Uploader(
+                data,
+                "bench",
+                cloud,
+                UploadSettings(concurrency=concurrency, keep_local_hours=100),
+                make_oss=lambda: OssUploader(
+                    endpoint=oss.endpoint,
+                    region=region,
+                    bucket=bucket,
+                    credentials=source,
+                    checkpoint_dir=data / "oss-checkpoints",
+                ),
+                make_ice=lambda: IceClient(ice.url, source.get),
+                index_checks=(3600.0,),  # index polls are not what is measured
+            )
+            stop = threading.Event()
+            runner = threading.Thread(target=up.run, args=(stop,))
+            print("draining ...", file=sys.stderr)
+            wall0, cpu0 = time.monotonic(), time.process_time()
+            runner.start()
+            while spool.counts()["registered"] < clips:
+                failed = spool.counts()["failed"]
+                if failed:
+                    raise SystemExit(f"{failed} clips failed: {next(spool.rows('failed'))}")
+                time.sleep(0.1)  # polling the result; the work happens in the uploader threads
+            wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+            stop.set()
+            runner.join()
+        finally:
+            ice.close()
+    return {
+        "clips": clips,
+        "concurrency": concurrency,
+        "seconds": wall,
+        "clips_per_s": clips / wall,
+        "cpu_s_per_clip": cpu / clips,
+        "mb_per_s": clips * (2**20 + 4 * 30_000) / wall / 1e6,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="runs of each measurement (median)")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of video per input")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--only", choices=["capture", "delivery"], help="run one benchmark only")
+    ap.add_argument("--clips", type=int, default=1000, help="delivery: clips in the backlog")
+    ap.add_argument("--concurrency", type=int, default=4, help="delivery: upload workers")
     args = ap.parse_args()
+
+    if args.only != "capture":
+        d = bench_delivery(args.clips, args.concurrency)
+        if args.json:
+            print(json.dumps(d, indent=2))
+        else:
+            print(
+                f"\ndelivery: {d['clips']} clips (1 MB + 4 x 30 kB) to local OSS + ICE, "
+                f"{d['concurrency']} workers"
+            )
+            print(
+                f"  {d['clips_per_s']:.1f} clips/s ({d['mb_per_s']:.0f} MB/s), "
+                f"{d['cpu_s_per_clip'] * 1000:.1f} ms CPU per clip (uploader process), "
+                f"{d['seconds']:.1f} s in all"
+            )
+        if args.only == "delivery":
+            return 0
 
     CACHE.mkdir(exist_ok=True)
     print(f"generating inputs in {CACHE} (cached) ...", file=sys.stderr)

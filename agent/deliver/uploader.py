@@ -235,12 +235,15 @@ class Uploader:
     # -- the steps -----------------------------------------------------------------------------
 
     def _upload(self, spool: Spool, oss: OssUploader, row: dict[str, Any]) -> None:
-        spool.advance(row["id"], ("pending",), "uploading")
+        # A first try cannot find its objects on OSS; a clip already "uploading" was cut off
+        # (crash, outage) and checks what is there first, so nothing is sent twice.
+        first_try = spool.advance(row["id"], ("pending",), "uploading")
+        put = oss.upload_file if first_try else oss.ensure_uploaded
         clip_key, kf_keys = keys_for(row, self.cloud, self.device_id)
         keyframes = [spool.absolute(k["path"]) for k in json.loads(row["keyframes"])]
         for path, key in zip(keyframes, kf_keys):
-            oss.ensure_uploaded(key, path)
-        oss.ensure_uploaded(clip_key, spool.absolute(row["clip_path"]))
+            put(key, path)
+        put(clip_key, spool.absolute(row["clip_path"]))
         spool.advance(
             row["id"],
             ("uploading",),
