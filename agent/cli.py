@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config(args.config, required=True)
     logs.setup(config.agent.log_level)
-    return run(config, once=args.once)
+    return run(config, once=args.once, config_path=Path(args.config or DEFAULT_CONFIG_PATH))
 
 
 def cmd_queue(args: argparse.Namespace) -> int:

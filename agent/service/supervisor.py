@@ -1,36 +1,100 @@
-"""`ipc-agent run`: one child process per camera, so a crash inside libav stays in its camera.
+"""`ipc-agent run`: one child process per camera and one for the uploader, supervised.
 
-The parent recovers the spool once, starts the cameras, and on SIGTERM/SIGINT asks each child
-to stop; a child finishes its open event into a clip before it exits. Restarts, heartbeats,
-status and systemd integration build on this shape.
+A crash inside libav (a segfault, not just an exception), a hang or a leak in one camera never
+takes down the others or the uploader: each runs in its own process. The supervisor
+- restarts a child that died, with backoff (1 s doubling to 60 s; reset after a minute of
+  health), and records why (exit code or signal);
+- restarts a child that hangs: each child's stop flag is a `Lifeline` that stamps a shared
+  heartbeat whenever the child's loop checks it (every packet, every retry wait), so a loop
+  stuck anywhere stops stamping and is killed after `hang_after` seconds;
+- on SIGTERM/SIGINT asks every child to stop (a camera finishes its open event into a clip,
+  the uploader leaves uploads resumable), kills what is still alive after STOP_TIMEOUT, and
+  exits 0;
+- on SIGHUP re-reads the config file: only cameras whose settings changed are restarted
+  (added ones started, removed ones stopped), the uploader only if its settings changed; an
+  invalid file is logged and the running config kept;
+- speaks systemd's notify protocol: READY=1 once children are up, WATCHDOG=1 while its own
+  loop turns.
+A child that exits 0 has finished on purpose (a file source without `loop`) and stays down.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from agent import logs
 from agent.capture.catalog import SpoolSink
 from agent.capture.pipeline import CameraPipeline
 from agent.capture.source import SourceError
-from agent.config import CameraConfig, Config
+from agent.config import CameraConfig, Config, ConfigError, load
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 30.0  # s a camera gets to finish its clip after SIGTERM before it is killed
+STOP_TIMEOUT = 30.0  # s a child gets to finish (a camera: its clip) after SIGTERM
+TICK = 0.5  # s between supervisor loop turns
+BACKOFF = (1.0, 60.0)  # restart backoff: first delay, cap
+HEALTHY_AFTER = 60.0  # s of life after which a child's backoff starts over
+UPLOADER_HANG = 120.0  # s without a heartbeat before the uploader counts as hung
 
 
-def camera_main(config: Config, cam: CameraConfig) -> None:
-    """Entry point of a camera's child process."""
+class Lifeline(threading.Event):
+    """A child's stop flag that also proves the child's loop is alive.
+
+    The capture loop checks `is_set()` for every packet and sleeps in `wait()` between
+    retries; both stamp `heartbeat` (monotonic seconds, shared with the supervisor), `wait()`
+    at least once a second however long it sleeps.
+    """
+
+    def __init__(self, heartbeat: Any) -> None:
+        super().__init__()
+        self.heartbeat = heartbeat
+        self._last = 0.0
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= 0.5:
+            self.heartbeat.value = now
+            self._last = now
+
+    def is_set(self) -> bool:
+        self.beat()
+        return super().is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.beat()
+            step = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if step <= 0:
+                return super().is_set()
+            if super().wait(step):
+                return True
+
+
+def _child_setup(config: Config, heartbeat: Any) -> Lifeline:
     logs.setup(config.agent.log_level)
-    stop = threading.Event()
+    stop = Lifeline(heartbeat)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's business
+    stop.beat()
+    return stop
+
+
+def camera_main(config: Config, cam: CameraConfig, heartbeat: Any) -> None:
+    """Entry point of a camera's child process."""
+    stop = _child_setup(config, heartbeat)
     spool = Spool(config.agent.data_dir)
     pipe = CameraPipeline(cam, SpoolSink(spool), stop)
     try:
@@ -40,25 +104,258 @@ def camera_main(config: Config, cam: CameraConfig) -> None:
     finally:
         spool.close()
     if not stop.is_set():
-        log.info("%s: source finished; idle until the agent stops", cam.name)
+        log.info("%s: source finished", cam.name)
 
 
-def uploader_main(config: Config) -> None:
+def uploader_main(config: Config, heartbeat: Any) -> None:
     """Entry point of the uploader's child process: drains the spool to the cloud."""
     from agent.deliver.uploader import from_config
 
-    logs.setup(config.agent.log_level)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _child_setup(config, heartbeat)
     from_config(config).run(stop)
 
 
-def run(config: Config, *, once: bool = False) -> int:
-    """Run every configured camera until SIGTERM/SIGINT. Returns the exit code.
+@dataclass
+class Child:
+    """One supervised process and what the supervisor knows about it."""
 
-    `once`: also return when every camera process has ended by itself (file sources without
-    `loop`); for demos, tests and batch imports. Live cameras never end by themselves.
+    name: str  # "camera NAME" or "uploader"
+    target: Callable[..., None]
+    args: tuple
+    hang_after: float
+    proc: mp.process.BaseProcess | None = None
+    heartbeat: Any = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = BACKOFF[0]
+    restart_at: float | None = 0.0  # monotonic; None: stays down
+    last_reason: str | None = None
+    hung: str | None = None  # why the supervisor killed it, until the death is handled
+    stop_deadline: float | None = None  # set while asked to stop
+    replacement: Child | None = field(default=None, repr=False)  # starts once this one is gone
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def sd_notify(message: str) -> bool:
+    """Send one datagram to systemd's notify socket, if there is one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("sd_notify %s failed: %s", message.split("=")[0], exc)
+        return False
+    return True
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.ctx = mp.get_context("spawn")
+        self.children: dict[str, Child] = {}
+        self.stopping = threading.Event()
+        self.reload = threading.Event()
+        usec = os.environ.get("WATCHDOG_USEC")
+        self.watchdog_every = int(usec) / 2e6 if usec and usec.isdigit() else None
+        self.last_watchdog = 0.0
+
+    # -- children ------------------------------------------------------------------------------
+
+    def plan(self, config: Config) -> dict[str, Child]:
+        """The children a config asks for (not started)."""
+        out = {}
+        for cam in config.cameras:
+            name = f"camera {cam.name}"
+            hang = 3 * cam.timeout + 15  # a stalled read ends after `timeout`; allow retries
+            out[name] = Child(name, camera_main, (config, cam), hang)
+        if config.cloud is not None:
+            out["uploader"] = Child("uploader", uploader_main, (config,), UPLOADER_HANG)
+        return out
+
+    def start(self, child: Child) -> None:
+        child.heartbeat = self.ctx.Value("d", time.monotonic(), lock=False)
+        child.proc = self.ctx.Process(
+            target=child.target, args=(*child.args, child.heartbeat), name=child.name
+        )
+        child.proc.start()
+        child.started = time.monotonic()
+        child.restart_at = None
+        child.stop_deadline = None
+        log.info("%s started (pid %d)", child.name, child.proc.pid)
+
+    def ask_to_stop(self, child: Child) -> None:
+        if child.proc is not None and child.proc.is_alive() and child.stop_deadline is None:
+            child.proc.terminate()  # SIGTERM: finish the clip / leave uploads resumable
+            child.stop_deadline = time.monotonic() + STOP_TIMEOUT
+
+    def check(self, child: Child, now: float) -> None:
+        """One look at a child: start it when due, notice death and hangs, restart."""
+        proc = child.proc
+        if proc is None:
+            if (
+                child.restart_at is not None
+                and now >= child.restart_at
+                and not self.stopping.is_set()
+            ):
+                self.start(child)
+            return
+        if proc.is_alive():
+            if child.stop_deadline is not None:
+                if now >= child.stop_deadline:
+                    log.error("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT)
+                    proc.kill()
+                return
+            silent = now - child.heartbeat.value
+            if silent <= child.hang_after:
+                return
+            child.hung = f"hung (no heartbeat for {silent:.0f} s)"
+            log.error("%s %s; killing it", child.name, child.hung)
+            proc.kill()
+        code = proc.exitcode
+        proc.join()
+        child.proc = None
+        if child.stop_deadline is not None:  # asked to stop: a reload or shutdown
+            child.stop_deadline = None
+            if child.replacement is not None:
+                self.children[child.name] = child.replacement
+                child.replacement.restart_at = now
+            return
+        reason, child.hung = child.hung or describe_exit(code), None
+        if code == 0 and reason == describe_exit(0):
+            log.info("%s finished (exit code 0)", child.name)
+            child.restart_at = None
+            return
+        child.last_reason = reason
+        if now - child.started >= HEALTHY_AFTER:
+            child.backoff = BACKOFF[0]
+        delay = child.backoff
+        child.backoff = min(child.backoff * 2, BACKOFF[1])
+        child.restarts += 1
+        child.restart_at = now + delay
+        log.error("%s died (%s); restart #%d in %.0f s", child.name, reason, child.restarts, delay)
+
+    # -- reload --------------------------------------------------------------------------------
+
+    def apply_reload(self) -> None:
+        if self.config_path is None:
+            log.warning("SIGHUP: no config file to reload")
+            return
+        try:
+            new = load(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: %s; keeping the running config", exc)
+            return
+        if new.agent.data_dir != self.config.agent.data_dir:
+            log.error("SIGHUP: data_dir changed; it takes a restart of the agent to move it")
+            return
+        wanted = self.plan(new)
+        for name, child in list(self.children.items()):
+            if name not in wanted:
+                log.info("%s removed from the config; stopping it", name)
+                self.ask_to_stop(child)
+                child.restart_at = None
+        for name, fresh in wanted.items():
+            old = self.children.get(name)
+            if old is None:
+                log.info("%s added to the config", name)
+                self.children[name] = fresh
+            elif self._settings(old) != self._settings(fresh):
+                log.info("%s: settings changed; restarting it", name)
+                if old.proc is None:
+                    self.children[name] = fresh
+                else:
+                    old.replacement = fresh
+                    fresh.restart_at = None
+                    self.ask_to_stop(old)
+        self.config = new
+        log.info("config reloaded from %s", self.config_path)
+
+    @staticmethod
+    def _settings(child: Child) -> Any:
+        config = child.args[0]
+        if child.name == "uploader":
+            return (config.agent, config.cloud, config.upload)
+        return (config.agent, child.args[1])
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, *, once: bool = False) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
+        self.children = self.plan(self.config)
+        for child in self.children.values():
+            self.start(child)
+        cameras = sum(name.startswith("camera ") for name in self.children)
+        log.info(
+            "agent running with %d camera(s)%s; data in %s",
+            cameras,
+            " and the uploader" if "uploader" in self.children else "",
+            self.config.agent.data_dir,
+        )
+        sd_notify("READY=1\nSTATUS=running")
+        while not self.stopping.wait(TICK):
+            now = time.monotonic()
+            if self.reload.is_set():
+                self.reload.clear()
+                self.apply_reload()
+            for child in list(self.children.values()):
+                self.check(child, now)
+            if self.watchdog_every and now - self.last_watchdog >= self.watchdog_every:
+                sd_notify("WATCHDOG=1")
+                self.last_watchdog = now
+            if once and not any(
+                c.proc is not None or c.restart_at is not None
+                for n, c in self.children.items()
+                if n.startswith("camera ")
+            ):
+                log.info("every source has ended")
+                break
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        sd_notify("STOPPING=1")
+        log.info("stopping: finishing open clips")
+        for child in self.children.values():
+            self.ask_to_stop(child)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for child in self.children.values():
+            if child.proc is None:
+                continue
+            child.proc.join(max(0.0, deadline - time.monotonic()))
+            if child.proc.is_alive():
+                log.error("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT)
+                child.proc.kill()
+                child.proc.join()
+        log.info("stopped")
+        return 0
+
+
+def run(config: Config, *, once: bool = False, config_path: Path | None = None) -> int:
+    """Run every configured camera (and the uploader) until SIGTERM/SIGINT; the exit code.
+
+    `once`: also return when every camera has ended by itself (file sources without `loop`);
+    for demos, tests and batch imports. Live cameras never end by themselves.
     """
     if not config.cameras and config.cloud is None:
         log.error("%s: no [[cameras]] and no [cloud] configured; nothing to do", config.source)
@@ -66,49 +363,4 @@ def run(config: Config, *, once: bool = False) -> int:
     spool = Spool(config.agent.data_dir)
     spool.recover(config.agent.data_dir / "clips")
     spool.close()
-
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    ctx = mp.get_context("spawn")
-    children: dict[str, mp.process.BaseProcess] = {}
-    for cam in config.cameras:
-        proc = ctx.Process(target=camera_main, args=(config, cam), name=f"camera-{cam.name}")
-        proc.start()
-        children[f"camera {cam.name}"] = proc
-        log.info("camera %s started (pid %d)", cam.name, proc.pid)
-    cameras = dict(children)
-    if config.cloud is not None:
-        proc = ctx.Process(target=uploader_main, args=(config,), name="uploader")
-        proc.start()
-        children["uploader"] = proc
-        log.info(
-            "uploader started (pid %d): %s -> %s",
-            proc.pid,
-            config.cloud.bucket,
-            config.cloud.search_lib,
-        )
-    log.info("agent running with %d camera(s); data in %s", len(cameras), config.agent.data_dir)
-    reported: set[str] = set()
-    while not stopping.wait(0.2):
-        for name, proc in children.items():
-            if proc.exitcode not in (None, 0) and name not in reported:
-                reported.add(name)
-                log.error("%s: process died (exit code %s)", name, proc.exitcode)
-        if once and not any(p.is_alive() for p in cameras.values()):
-            log.info("every source has ended")
-            break
-
-    log.info("stopping: finishing open clips")
-    for proc in children.values():
-        if proc.is_alive():
-            proc.terminate()  # SIGTERM: the child finishes its event into a clip
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for name, proc in children.items():
-        proc.join(max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            log.error("%s did not stop in %.0f s; killing it", name, STOP_TIMEOUT)
-            proc.kill()
-            proc.join()
-    log.info("stopped")
-    return 0
+    return Supervisor(config, config_path).run(once=once)

@@ -1,0 +1,117 @@
+"""The supervisor with real processes and real signals: restarts, hangs, reloads, sd_notify."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+from agentproc import start, wait_for
+
+from agent.synth import make_scene
+
+STARTED = re.compile(r"camera (\S+) started \(pid (\d+)\)")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return make_scene("static_noise", tmp_path_factory.mktemp("sup"), duration=6).path
+
+
+def config_text(tmp_path: Path, video: Path, post_roll: float = 5.0) -> str:
+    cams = "".join(
+        f'[[cameras]]\nname = "{name}"\nurl = "{video}"\nloop = true\ntimeout = 1\n'
+        for name in ("cam1", "cam2")
+    )
+    return (
+        f'[agent]\ndata_dir = "{tmp_path / "data"}"\n'
+        + cams
+        + f"[cameras.clip]\npost_roll = {post_roll}\n"
+    )  # applies to cam2, the last camera
+
+
+def pids(log: Path) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for name, pid in STARTED.findall(log.read_text()):
+        out.setdefault(name, []).append(int(pid))
+    return out
+
+
+@pytest.fixture
+def agent(tmp_path, video):
+    config = tmp_path / "agent.toml"
+    config.write_text(config_text(tmp_path, video))
+    log = tmp_path / "agent.log"
+    proc = start(config, log=log)
+    wait_for(lambda: len(pids(log)) == 2, 30, "both cameras to start")
+    yield proc, config, log
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(60) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_camera_killed_with_sigkill_is_restarted_alone(agent):
+    proc, _, log = agent
+    before = pids(log)
+    os.kill(before["cam1"][0], signal.SIGKILL)
+    wait_for(lambda: len(pids(log).get("cam1", [])) == 2, 30, "cam1 to be restarted")
+    text = log.read_text()
+    assert "camera cam1 died (killed by SIGKILL); restart #1" in text
+    assert pids(log)["cam2"] == before["cam2"], "another camera was restarted"
+    assert proc.poll() is None
+
+
+def test_a_hung_camera_is_killed_and_restarted(agent):
+    _, _, log = agent
+    first = pids(log)["cam1"][0]
+    os.kill(first, signal.SIGSTOP)  # frozen: no crash, no exit, just no progress
+    wait_for(lambda: len(pids(log).get("cam1", [])) == 2, 60, "the hung camera to be replaced")
+    assert re.search(r"camera cam1 hung \(no heartbeat for \d+ s\); killing it", log.read_text())
+    assert len(pids(log)["cam2"]) == 1
+
+
+def test_sighup_restarts_only_the_camera_whose_settings_changed(agent, tmp_path, video):
+    proc, config, log = agent
+    before = pids(log)
+    config.write_text("[clip]\npost_roll = -3\n")  # invalid: must be refused, nothing changes
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "keeping the running config" in log.read_text(), 30, "the bad reload")
+    config.write_text(config_text(tmp_path, video, post_roll=9.0))
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(pids(log).get("cam2", [])) == 2, 60, "cam2 to restart")
+    assert "camera cam2: settings changed; restarting it" in log.read_text()
+    assert pids(log)["cam1"] == before["cam1"], "an unchanged camera was restarted"
+
+
+def test_systemd_notify_ready_and_watchdog(tmp_path, video, monkeypatch):
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(30)  # recv blocks until a datagram arrives, failing after 30 s
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    config = tmp_path / "agent.toml"
+    config.write_text(config_text(tmp_path, video))
+    proc = start(config, log=tmp_path / "agent.log")
+    try:
+        messages = [sock.recv(4096).decode() for _ in range(3)]
+        assert messages[0].startswith("READY=1")
+        assert messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        tail = []
+        sock.settimeout(5)
+        while not tail or tail[-1] == "WATCHDOG=1":
+            tail.append(sock.recv(4096).decode())
+        assert tail[-1] == "STOPPING=1"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        sock.close()
