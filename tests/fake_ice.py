@@ -69,22 +69,22 @@ import errno
 import hashlib
 import hmac
 import json
-import os
 import re
-import select
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, unquote_plus
 from urllib.request import ProxyHandler, Request, build_opener
+
+# For the pytest-side wrapper only (stdlib too; found next to this file, run as a script or not).
+from ready_process import ReadyProcessError, ReadyServer
+from ready_process import free_tcp_port as free_tcp_port  # re-exported for tests
 
 API_VERSION = "2020-11-09"
 ALGORITHM = "ACS3-HMAC-SHA256"
@@ -858,15 +858,11 @@ class FakeIceError(RuntimeError):
     """The fake could not be started (the message includes its stderr)."""
 
 
-def free_tcp_port() -> int:
-    """A loopback TCP port that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class FakeIce:
+class FakeIce(ReadyServer):
     """One ``fake_ice.py`` process on loopback; ``url`` is the endpoint to give the client."""
+
+    name = "fake_ice"
+    port_in_use_status = EXIT_PORT_IN_USE
 
     def __init__(
         self,
@@ -883,43 +879,23 @@ class FakeIce:
         self.security_token = security_token
         self.index_job_polls = index_job_polls
         self.index_ready_polls = index_ready_polls
-        self._port = port
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
+        super().__init__(port)
         self._http = build_opener(ProxyHandler({}))  # never through an environment proxy
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("port not chosen yet: call start() first")
-        return self._port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self, timeout: float = 10.0) -> None:
         """Spawn the server and block until it prints ``READY <port>`` (or raise)."""
         if self.running:
             raise RuntimeError("fake ICE already running")
-        picked = self._port is None
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._port is None:
-                self._port = free_tcp_port()
-            status = self._spawn_and_wait(deadline)
-            if status is None:
-                return
-            if status == EXIT_PORT_IN_USE and picked and time.monotonic() < deadline:
-                self._port = None  # lost a race for the port we picked: pick another
-                continue
+        try:
+            super().start(timeout)
+        except ReadyProcessError as exc:
             raise FakeIceError(
-                f"fake ICE did not become ready (status {status}); stderr:\n{self.stderr_text()}"
-            )
+                f"fake ICE did not become ready ({exc.reason}); stderr:\n{self.stderr_text()}"
+            ) from exc
 
     def _command(self) -> list[str]:
         cmd = [
@@ -940,82 +916,6 @@ class FakeIce:
         if self.security_token is not None:
             cmd += ["--security-token", self.security_token]
         return cmd
-
-    def _spawn_and_wait(self, deadline: float) -> int | None:
-        if self._stderr is not None:
-            self._stderr.close()
-        self._stderr = tempfile.TemporaryFile(prefix="fake_ice-", suffix=".log")  # noqa: SIM115
-        proc = subprocess.Popen(
-            self._command(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            bufsize=0,
-        )
-        self._proc = proc
-        assert proc.stdout is not None
-        buf = b""
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.stop()
-                return -1
-            ready, _, _ = select.select([proc.stdout], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                status = proc.wait(timeout=5)
-                self._close_pipes()
-                self._proc = None
-                return status
-            buf += chunk
-        line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-        if line != f"READY {self._port}":
-            self.stop()
-            raise FakeIceError(f"unexpected output {line!r}; stderr:\n{self.stderr_text()}")
-        return None
-
-    def _close_pipes(self) -> None:
-        if self._proc is not None:
-            for stream in (self._proc.stdin, self._proc.stdout):
-                if stream is not None:
-                    stream.close()
-
-    def stop(self) -> None:
-        """Terminate the server and wait for it; idempotent."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._close_pipes()
-        self._proc = None
-
-    def close(self) -> None:
-        self.stop()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-    def stderr_text(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def __enter__(self) -> FakeIce:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- control ---------------------------------------------------------------------------
 

@@ -67,22 +67,21 @@ import json
 import logging
 import os
 import re
-import select
 import signal
 import socket
 import stat
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from ready_process import ReadyProcess, ReadyProcessError
 
 SCRIPT = Path(__file__).resolve()
 #: OSS's smallest part (all but the last), which moto must enforce instead of S3's 5 MiB.
@@ -737,62 +736,6 @@ class FakeOssError(RuntimeError):
     """The fake could not be started (message includes the process's stderr)."""
 
 
-class _Proc:
-    """One child process printing ``READY <port>``, in its own process group."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], timeout: float) -> None:
-        self.name = name
-        # stderr to a file, not a pipe: a chatty child must never block on a full pipe.
-        self.stderr: IO[bytes] = tempfile.TemporaryFile(prefix=f"fake_oss-{name}-")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,  # held open: the child exits on EOF, i.e. if we die
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            env=env,
-            bufsize=0,
-            start_new_session=True,
-        )
-        self.port = self._wait_ready(time.monotonic() + timeout)
-
-    def stderr_text(self) -> str:
-        self.stderr.flush()
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
-
-    def _wait_ready(self, deadline: float) -> int:
-        assert self.proc.stdout is not None
-        buf = b""
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.kill()
-                raise FakeOssError(f"{self.name} not ready in time; stderr:\n{self.stderr_text()}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                self.kill()
-                raise FakeOssError(f"{self.name} exited early; stderr:\n{self.stderr_text()}")
-            buf += chunk
-        line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-        m = re.fullmatch(r"READY (\d+)", line)
-        if not m:
-            self.kill()
-            raise FakeOssError(f"{self.name} said {line!r}; stderr:\n{self.stderr_text()}")
-        return int(m.group(1))
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-        self.stderr.close()
-
-
 class FakeOss:
     """moto + the OSS adapter as two real processes; use as a context manager.
 
@@ -813,8 +756,8 @@ class FakeOss:
         self.access_key_secret = access_key_secret
         self.region = region
         self.security_token = security_token
-        self._moto: _Proc | None = None
-        self._adapter: _Proc | None = None
+        self._moto: ReadyProcess | None = None
+        self._adapter: ReadyProcess | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -828,12 +771,12 @@ class FakeOss:
                 del env[name]
         py = sys.executable
         try:
-            self._moto = _Proc("moto", [py, str(SCRIPT), "--serve-moto"], env, timeout)
+            self._moto = self._spawn("moto", [py, str(SCRIPT), "--serve-moto"], env, timeout)
             cmd = [
                 py,
                 str(SCRIPT),
                 "--upstream",
-                f"http://127.0.0.1:{self._moto.port}",
+                f"http://127.0.0.1:{self.moto_port}",
                 "--access-key-id",
                 self.access_key_id,
                 "--access-key-secret",
@@ -843,16 +786,28 @@ class FakeOss:
             ]
             if self.security_token is not None:
                 cmd += ["--security-token", self.security_token]
-            self._adapter = _Proc("adapter", cmd, env, timeout)
+            self._adapter = self._spawn("adapter", cmd, env, timeout)
         except BaseException:
             self.stop()
             raise
+
+    @staticmethod
+    def _spawn(name: str, cmd: list[str], env: dict[str, str], timeout: float) -> ReadyProcess:
+        """Start one child (``--port 0``: it reports its port) and wait until it is READY."""
+        # Own process group: stop() takes down whatever the child may have started, too.
+        proc = ReadyProcess(name, cmd, env=env, own_group=True)
+        try:
+            proc.wait_ready(time.monotonic() + timeout)
+        except ReadyProcessError as exc:
+            proc.close()
+            raise FakeOssError(str(exc)) from exc
+        return proc
 
     def stop(self) -> None:
         """Kill both processes (idempotent); state in moto is gone with it."""
         for proc in (self._adapter, self._moto):
             if proc is not None:
-                proc.kill()
+                proc.close()
         self._adapter = self._moto = None
 
     def __enter__(self) -> FakeOss:
@@ -866,7 +821,7 @@ class FakeOss:
 
     @property
     def port(self) -> int:
-        if self._adapter is None:
+        if self._adapter is None or self._adapter.port is None:
             raise RuntimeError("FakeOss not started")
         return self._adapter.port
 
@@ -876,7 +831,7 @@ class FakeOss:
 
     @property
     def moto_port(self) -> int:
-        if self._moto is None:
+        if self._moto is None or self._moto.port is None:
             raise RuntimeError("FakeOss not started")
         return self._moto.port
 

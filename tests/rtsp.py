@@ -15,20 +15,16 @@ client joining a mount that is already playing starts mid-GOP (first packet not 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import select
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 from urllib.parse import quote
+
+from ready_process import ReadyProcessError, ReadyServer
+from ready_process import process_group_alive as process_group_alive  # re-exported for tests
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -82,62 +78,7 @@ def rtsp_available() -> str | None:
     return None
 
 
-def process_group_alive(pgid: int) -> bool:
-    """True if any *living* (non-zombie) process is in process group ``pgid``.
-
-    Zombies are ignored on purpose: they hold no sockets or files, and an orphaned ffmpeg
-    relay stays a zombie until PID 1 reaps it, which some container inits do only lazily
-    (~1.5 s on the dev VM).  Linux-only (/proc), like the server itself.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ..." - comm may contain spaces/parens: split after it.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
-
-
-def _kill_group_and_wait(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """SIGKILL ``proc``'s process group and poll until no living member is left.
-
-    ``proc`` leads the group and is reaped here; orphaned relays are left for init to reap.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            break
-        proc.poll()  # reap the leader as soon as it is dead
-        if proc.returncode is not None and not process_group_alive(proc.pid):
-            break
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.01)  # polling a condition with a deadline; the kernel needs a moment
-    proc.wait()
-
-
-def free_tcp_port() -> int:
-    """A localhost TCP port that is free right now (never listened on, so no TIME_WAIT)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RtspServer:
+class RtspServer(ReadyServer):
     """One ``rtsp_server.py`` process serving files as live looping RTSP mounts.
 
     ``mounts`` maps an RTSP path (``"/cam1"``) to an MP4 file, or to ``(file, codec)``.
@@ -146,8 +87,14 @@ class RtspServer:
     :meth:`restart` always reuses the same port so clients can reconnect to the same URL.
 
     The server runs in its own process group (together with its ffmpeg relays), so
-    :meth:`kill` can take everything down at once like a camera losing power.
+    :meth:`kill` can take everything down at once like a camera losing power; on :meth:`stop`
+    (SIGTERM) it stops its relays itself, and whatever is left after 5 s is killed.
     """
+
+    name = "rtsp_server"
+    own_group = True
+    port_in_use_status = _EXIT_PORT_IN_USE
+    wait_for_busy_port = True
 
     def __init__(
         self,
@@ -176,27 +123,9 @@ class RtspServer:
         self.user = user
         self.password = password
         self.auth = auth
-        self._port = port
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
+        super().__init__(port)
 
     # -- info --------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The TCP port; fixed after the first :meth:`start`."""
-        if self._port is None:
-            raise RuntimeError("port not chosen yet: call start() first")
-        return self._port
-
-    @property
-    def pid(self) -> int | None:
-        """PID (== process group id) of the running server, or ``None``."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def url(
         self,
@@ -221,14 +150,6 @@ class RtspServer:
             cred += "@"
         return f"rtsp://{cred}127.0.0.1:{self.port}/{mount.lstrip('/')}"
 
-    def stderr_text(self) -> str:
-        """Everything the current/last server process wrote to stderr (for diagnostics)."""
-        if self._stderr is None:
-            return ""
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, timeout: float = 15) -> None:
@@ -245,28 +166,13 @@ class RtspServer:
         for file, _ in self._mounts.values():
             if not file.is_file():
                 raise FileNotFoundError(file)
-        picked = self._port is None
-        deadline = time.monotonic() + timeout
-        port_busy = False
-        while True:
-            if self._port is None:
-                self._port = free_tcp_port()
-            status = self._spawn_and_wait(deadline)
-            if status is None:
-                return
-            if status == _EXIT_PORT_IN_USE:
-                port_busy = True
-                if time.monotonic() < deadline:
-                    if picked:  # lost a race for a port we picked: just pick another
-                        self._port = None
-                    else:  # fixed port / restart: poll (with a deadline) until it is free
-                        time.sleep(0.05)
-                    continue
-            what = f"port {self._port} stayed in use" if port_busy else f"exit status {status}"
+        try:
+            super().start(timeout)
+        except ReadyProcessError as exc:
             raise RtspServerError(
-                f"RTSP test server did not become ready within {timeout:g}s ({what}); "
+                f"RTSP test server did not become ready within {timeout:g}s ({exc.reason}); "
                 f"stderr:\n{self.stderr_text()}"
-            )
+            ) from exc
 
     def _command(self) -> list[str]:
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)]
@@ -276,77 +182,6 @@ class RtspServer:
             cmd += ["--mount", f"{path}={file}:{codec}"]
         return cmd
 
-    def _spawn_and_wait(self, deadline: float) -> int | None:
-        """Start one server process; ``None`` once READY, else its exit status (-1: timeout)."""
-        if self._stderr is not None:
-            self._stderr.close()
-        # stderr to a file, not a pipe: GStreamer warnings must never block the server.
-        # Kept open across the server's life (read on failure), closed in close().
-        self._stderr = tempfile.TemporaryFile(prefix="rtsp_server-", suffix=".log")  # noqa: SIM115
-        proc = subprocess.Popen(
-            self._command(),
-            # We keep the write end open; the server exits on EOF, i.e. when we die.
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            bufsize=0,
-            start_new_session=True,  # own process group, shared with its ffmpeg relays
-        )
-        self._proc = proc
-        assert proc.stdout is not None
-        buf = b""
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._terminate(signal.SIGKILL)
-                return -1
-            ready, _, _ = select.select([proc.stdout], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:  # EOF: the server exited (or is exiting) before becoming ready
-                try:
-                    status = proc.wait(timeout=max(remaining, 1.0))
-                except subprocess.TimeoutExpired:
-                    status = -1
-                self._terminate(signal.SIGKILL)
-                return status
-            buf += chunk
-        line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
-        if line != f"READY {self._port}":
-            self._terminate(signal.SIGKILL)
-            raise RtspServerError(
-                f"unexpected server output {line!r}; stderr:\n{self.stderr_text()}"
-            )
-        return None
-
-    def _terminate(self, sig: signal.Signals, grace: float = 5.0) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            if sig == signal.SIGKILL:
-                os.killpg(proc.pid, signal.SIGKILL)
-            elif proc.poll() is None:
-                proc.send_signal(sig)  # the server stops its own ffmpeg children
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
-        # Whatever is left in the group (a hung server, a stray ffmpeg) goes now, and we wait
-        # until the whole group is gone so callers can rely on "returned == dead".
-        _kill_group_and_wait(proc)
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
-        self._proc = None
-
-    def kill(self) -> None:
-        """SIGKILL the server and its ffmpeg relays at once (camera loses power)."""
-        self._terminate(signal.SIGKILL)
-
-    def stop(self) -> None:
-        """Graceful shutdown (SIGTERM, then SIGKILL after 5 s); idempotent."""
-        self._terminate(signal.SIGTERM)
-
     def restart(self, timeout: float = 15) -> None:
         """Stop if running, then start again on the *same* port (clients reuse their URL).
 
@@ -355,20 +190,6 @@ class RtspServer:
         """
         self.stop()
         self.start(timeout=timeout)
-
-    def close(self) -> None:
-        """Stop and release the stderr log."""
-        self.stop()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-    def __enter__(self) -> RtspServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def make_test_video(
