@@ -179,6 +179,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.service.status import fetch, offline_model, render
+
+    config = _config(args.config, required=True)
+    model = fetch(config.agent.data_dir)
+    running = model is not None
+    if model is None:
+        model = offline_model(config)
+    print(json.dumps(model, indent=2) if args.json else render(model))
+    return 0 if running else 3  # 3: the daemon is not running (for scripts and monitoring)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     config = _config(args.config, required=True)
     print(f"{config.source}: OK, {len(config.cameras)} camera(s)")
@@ -204,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="exit when every file source has ended (demo, batch)"
     )
     run.set_defaults(func=cmd_run)
+
+    st = sub.add_parser(
+        "status", help="the agent at a glance (exit 3 when the daemon is not running)"
+    )
+    st.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    st.add_argument("--json", action="store_true", help="the status model as JSON")
+    st.set_defaults(func=cmd_status)
 
     q = sub.add_parser("queue", help="list the clips catalogued in the spool")
     q.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,49 @@ def test_systemd_notify_ready_and_watchdog(tmp_path, video, monkeypatch):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         sock.close()
+
+
+def status(config: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "status", "--config", str(config), *extra],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_status_shows_live_cameras_as_json_and_in_80_columns(agent):
+    proc, config, log = agent
+
+    def streaming():
+        out = status(config, "--json")
+        model = json.loads(out.stdout)
+        cams = {c["name"]: c for c in model["cameras"]}
+        ok = all(c["state"] == "streaming" and c["fps"] for c in cams.values())
+        return model if out.returncode == 0 and ok else None
+
+    model = wait_for(streaming, 30, "both cameras streaming in status")
+    assert model["daemon"]["running"] and model["daemon"]["pid"] == proc.pid
+    started = pids(log)
+    for cam in model["cameras"]:
+        assert cam["pid"] == started[cam["name"]][-1] and cam["restarts"] == 0
+        assert cam["codec"] == "h264" and (cam["width"], cam["height"]) == (640, 360)
+        assert 10 < cam["fps"] < 20 and cam["last_frame_age_s"] < 5  # a 15 fps file, paced
+    assert model["queue"]["counts"]["pending"] >= 0 and "oldest_pending_age_s" in model["queue"]
+    assert model["config"]["source"] == str(config) and "version" in model["config"]
+    table = status(config)
+    assert table.returncode == 0
+    assert all(len(line) <= 80 for line in table.stdout.splitlines()), table.stdout
+    assert "cam1" in table.stdout and "streaming" in table.stdout
+
+
+def test_status_with_the_daemon_down_reads_the_spool_and_exits_3(tmp_path, video):
+    config = tmp_path / "agent.toml"
+    config.write_text(config_text(tmp_path, video))
+    out = status(config, "--json")
+    assert out.returncode == 3
+    model = json.loads(out.stdout)
+    assert model["daemon"]["running"] is False
+    assert {c["state"] for c in model["cameras"]} == {"stopped"}
+    table = status(config)
+    assert table.returncode == 3 and "DAEMON NOT RUNNING" in table.stdout

@@ -11,8 +11,10 @@ Per packet, in this order:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,8 @@ class CameraStats:
     width: int = 0
     height: int = 0
     packets: int = 0
+    bytes: int = 0  # compressed video received
+    last_packet_wall: float | None = None
     frames_decoded: int = 0
     frames_analysed: int = 0
     decode_errors: int = 0
@@ -88,6 +92,16 @@ class CameraStats:
     last_motion_wall: float | None = None
     last_error: str | None = None
     connections: int = 0
+
+
+def snapshot(pipe: CameraPipeline) -> dict:
+    """The camera's status as plain data (for the supervisor's status model)."""
+    out = dataclasses.asdict(pipe.stats)
+    source = pipe.source
+    out["state"] = source.state
+    out["last_error"] = source.last_error or out["last_error"]
+    out["corrupt_packets"] = source.corrupt_packets
+    return out
 
 
 class StreamChanged(Exception):
@@ -174,6 +188,8 @@ class _Session:
     def _packet(self, mp: MediaPacket) -> None:
         stats = self.pipe.stats
         stats.packets += 1
+        stats.bytes += mp.packet.size
+        stats.last_packet_wall = time.time()
         self.current = mp
         self._apply(self.segmenter.packet(mp.t, mp.key))
         self.buffer.push(mp)

@@ -148,6 +148,7 @@ class Uploader:
         self.health = Health()
         self.picks = 0
         self.drops = 0
+        self.last_error: tuple[float, str] | None = None  # (epoch, message)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -318,6 +319,7 @@ class Uploader:
         )
         retryable = auth or getattr(exc, "retryable", False)
         now = self.clock()
+        self.last_error = (now, str(exc))
         if not retryable:
             spool.advance(row["id"], (row["state"],), "failed", reason=str(exc))
             log.error("clip %s failed (not retryable): %s", row["clip_id"], exc)
@@ -345,6 +347,14 @@ class Uploader:
                     cap,
                 )
             h.online, h.reason = False, reason
+
+    def snapshot(self) -> dict[str, Any]:
+        """The uploader's status as plain data (for the supervisor's status model)."""
+        h = self.health
+        at, message = self.last_error or (None, None)
+        return {"cloud_reachable": h.online, "offline_reason": h.reason or None,
+                "failures": h.failures, "drops": self.drops, "last_error": message,
+                "last_error_at": at}
 
     # -- disk guard ----------------------------------------------------------------------------
 

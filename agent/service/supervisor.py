@@ -20,9 +20,11 @@ A child that exits 0 has finished on purpose (a file source without `loop`) and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
+import queue
 import signal
 import socket
 import threading
@@ -32,11 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import logs
+from agent import __version__, logs
 from agent.capture.catalog import SpoolSink
-from agent.capture.pipeline import CameraPipeline
+from agent.capture.pipeline import CameraPipeline, snapshot
 from agent.capture.source import SourceError
 from agent.config import CameraConfig, Config, ConfigError, load
+from agent.service.status import StatusServer, clips_today, disk_summary, iso, queue_summary
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ TICK = 0.5  # s between supervisor loop turns
 BACKOFF = (1.0, 60.0)  # restart backoff: first delay, cap
 HEALTHY_AFTER = 60.0  # s of life after which a child's backoff starts over
 UPLOADER_HANG = 120.0  # s without a heartbeat before the uploader counts as hung
+REPORT_EVERY = 2.0  # s between a child's status snapshots
 
 
 class Lifeline(threading.Event):
@@ -56,16 +60,23 @@ class Lifeline(threading.Event):
     at least once a second however long it sleeps.
     """
 
-    def __init__(self, heartbeat: Any) -> None:
+    def __init__(self, heartbeat: Any, reports: Any = None) -> None:
         super().__init__()
         self.heartbeat = heartbeat
+        self.reports = reports  # queue to the supervisor, for status
+        self.report: Callable[[], dict] | None = None  # what to send there
         self._last = 0.0
+        self._last_report = 0.0
 
     def beat(self) -> None:
         now = time.monotonic()
         if now - self._last >= 0.5:
             self.heartbeat.value = now
             self._last = now
+        if self.report is not None and now - self._last_report >= REPORT_EVERY:
+            self._last_report = now
+            with contextlib.suppress(queue.Full):
+                self.reports.put_nowait((time.time(), self.report()))
 
     def is_set(self) -> bool:
         self.beat()
@@ -82,9 +93,9 @@ class Lifeline(threading.Event):
                 return True
 
 
-def _child_setup(config: Config, heartbeat: Any) -> Lifeline:
+def _child_setup(config: Config, heartbeat: Any, reports: Any) -> Lifeline:
     logs.setup(config.agent.log_level)
-    stop = Lifeline(heartbeat)
+    stop = Lifeline(heartbeat, reports)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's business
@@ -92,11 +103,12 @@ def _child_setup(config: Config, heartbeat: Any) -> Lifeline:
     return stop
 
 
-def camera_main(config: Config, cam: CameraConfig, heartbeat: Any) -> None:
+def camera_main(config: Config, cam: CameraConfig, heartbeat: Any, reports: Any) -> None:
     """Entry point of a camera's child process."""
-    stop = _child_setup(config, heartbeat)
+    stop = _child_setup(config, heartbeat, reports)
     spool = Spool(config.agent.data_dir)
     pipe = CameraPipeline(cam, SpoolSink(spool), stop)
+    stop.report = lambda: snapshot(pipe)
     try:
         pipe.run()
     except SourceError as exc:
@@ -107,12 +119,14 @@ def camera_main(config: Config, cam: CameraConfig, heartbeat: Any) -> None:
         log.info("%s: source finished", cam.name)
 
 
-def uploader_main(config: Config, heartbeat: Any) -> None:
+def uploader_main(config: Config, heartbeat: Any, reports: Any) -> None:
     """Entry point of the uploader's child process: drains the spool to the cloud."""
     from agent.deliver.uploader import from_config
 
-    stop = _child_setup(config, heartbeat)
-    from_config(config).run(stop)
+    stop = _child_setup(config, heartbeat, reports)
+    uploader = from_config(config)
+    stop.report = uploader.snapshot
+    uploader.run(stop)
 
 
 @dataclass
@@ -125,6 +139,9 @@ class Child:
     hang_after: float
     proc: mp.process.BaseProcess | None = None
     heartbeat: Any = None
+    reports: Any = None  # queue of (epoch, snapshot) from the child
+    latest: dict = field(default_factory=dict)  # its last snapshot, plus rates
+    latest_at: float | None = None
     started: float = 0.0
     restarts: int = 0
     backoff: float = BACKOFF[0]
@@ -194,8 +211,11 @@ class Supervisor:
 
     def start(self, child: Child) -> None:
         child.heartbeat = self.ctx.Value("d", time.monotonic(), lock=False)
+        child.reports = self.ctx.Queue(maxsize=4)
         child.proc = self.ctx.Process(
-            target=child.target, args=(*child.args, child.heartbeat), name=child.name
+            target=child.target,
+            args=(*child.args, child.heartbeat, child.reports),
+            name=child.name,
         )
         child.proc.start()
         child.started = time.monotonic()
@@ -208,8 +228,27 @@ class Supervisor:
             child.proc.terminate()  # SIGTERM: finish the clip / leave uploads resumable
             child.stop_deadline = time.monotonic() + STOP_TIMEOUT
 
+    def collect(self, child: Child) -> None:
+        """Take the child's latest snapshot; derive frame and bit rates between snapshots."""
+        while child.reports is not None:
+            try:
+                at, snap = child.reports.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            prev, prev_at = child.latest, child.latest_at
+            if prev_at is not None and at > prev_at and "frames_decoded" in snap:
+                dt = at - prev_at
+                snap["fps"] = max(
+                    0.0, (snap["frames_decoded"] - prev.get("frames_decoded", 0)) / dt
+                )
+                snap["bitrate_kbps"] = max(
+                    0.0, (snap["bytes"] - prev.get("bytes", 0)) * 8 / dt / 1e3
+                )
+            child.latest, child.latest_at = snap, at
+
     def check(self, child: Child, now: float) -> None:
         """One look at a child: start it when due, notice death and hangs, restart."""
+        self.collect(child)
         proc = child.proc
         if proc is None:
             if (
@@ -303,6 +342,9 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
+        self.started = time.monotonic()
+        self.status = StatusServer(self.config.agent.data_dir, self.model)
+        self.status.start()
         self.children = self.plan(self.config)
         for child in self.children.values():
             self.start(child)
@@ -333,6 +375,73 @@ class Supervisor:
                 break
         return self.shutdown()
 
+    def model(self) -> dict[str, Any]:
+        """The status model (see agent/service/status.py) of the running daemon."""
+        now = time.time()
+        spool = Spool(self.config.agent.data_dir)
+        try:
+            today = clips_today(spool, now)
+            queue_info = queue_summary(spool, now)
+        finally:
+            spool.close()
+        cameras = []
+        uploader = None
+        for child in list(self.children.values()):
+            snap = dict(child.latest)
+            alive = child.proc is not None and child.proc.is_alive()
+            entry = {
+                "pid": child.pid if alive else None,
+                "restarts": child.restarts,
+                "last_restart_reason": child.last_reason,
+            }
+            if child.name == "uploader":
+                uploader = {
+                    **entry,
+                    "cloud_reachable": snap.get("cloud_reachable"),
+                    "offline_reason": snap.get("offline_reason"),
+                    "last_error": snap.get("last_error"),
+                    "last_error_at": iso(snap.get("last_error_at")),
+                    "drops": snap.get("drops", 0),
+                }
+                continue
+            name = child.name.removeprefix("camera ")
+            state = (
+                snap.get("state", "connecting")
+                if alive
+                else ("restarting" if child.restart_at is not None else "stopped")
+            )
+            last_packet = snap.get("last_packet_wall")
+            cameras.append(
+                {
+                    "name": name,
+                    "state": state,
+                    **entry,
+                    "codec": snap.get("codec") or None,
+                    "width": snap.get("width") or 0,
+                    "height": snap.get("height") or 0,
+                    "fps": snap.get("fps"),
+                    "bitrate_kbps": snap.get("bitrate_kbps"),
+                    "last_frame_age_s": round(now - last_packet, 1) if last_packet else None,
+                    "last_motion": iso(snap.get("last_motion_wall")),
+                    "clips_today": today.get(name, 0),
+                    "last_error": snap.get("last_error"),
+                }
+            )
+        return {
+            "daemon": {
+                "running": True,
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self.started, 1),
+                "version": __version__,
+            },
+            "config": {"source": self.config.source, "version": None},
+            "cameras": cameras,
+            "uploader": uploader,
+            "queue": queue_info,
+            "disk": disk_summary(self.config.agent.data_dir),
+            "fleet": {"last_rejection": None},
+        }
+
     def shutdown(self) -> int:
         sd_notify("STOPPING=1")
         log.info("stopping: finishing open clips")
@@ -347,6 +456,7 @@ class Supervisor:
                 log.error("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT)
                 child.proc.kill()
                 child.proc.join()
+        self.status.close()
         log.info("stopped")
         return 0
 

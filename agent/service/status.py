@@ -1,0 +1,264 @@
+"""The agent's live state: one JSON model, served on a Unix socket, printed by `ipc-agent status`.
+
+The model (documented in the README; keys are only ever added):
+- `daemon`: running, pid, uptime_s, version
+- `config`: source (file), version (fleet documents; null for a local file)
+- `cameras[]`: name, state, pid, restarts, last_restart_reason, codec, width, height, fps,
+  bitrate_kbps, last_frame_age_s, last_motion (ISO UTC), clips_today, last_error
+- `uploader`: null without [cloud]; else pid, restarts, cloud_reachable, offline_reason,
+  last_error, last_error_at, drops
+- `queue`: counts (per spool state), bytes_pending, oldest_pending_age_s, registered_today,
+  last_error ({clip_id, message, at}), dropped
+- `disk`: data_dir, used_bytes (spool files), free_bytes
+- `fleet`: last_rejection (null until fleet config exists)
+
+When the daemon is down, `status` builds the same model from the config and the spool alone,
+with `daemon.running` false and every camera `stopped`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config import Config
+from agent.spool import NOT_IN_CLOUD, Spool
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "status.sock"
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+def local_midnight(now: float) -> float:
+    t = time.localtime(now)
+    return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+def queue_summary(spool: Spool, now: float) -> dict[str, Any]:
+    """What the spool says about delivery (cheap aggregate queries)."""
+    db = spool.db
+    midnight = local_midnight(now)
+    marks = ", ".join("?" * len(NOT_IN_CLOUD))
+    oldest = db.execute(
+        f"SELECT MIN(created_at) FROM clips WHERE state IN ({marks})", NOT_IN_CLOUD
+    ).fetchone()[0]
+    registered = db.execute(
+        "SELECT COUNT(*) FROM clips WHERE registered_at >= ?", [midnight]
+    ).fetchone()[0]
+    err = db.execute(
+        "SELECT clip_id, last_error, last_error_at FROM clips WHERE last_error_at IS NOT NULL "
+        "ORDER BY last_error_at DESC LIMIT 1"
+    ).fetchone()
+    counts = spool.counts()
+    return {
+        "counts": counts,
+        "bytes_pending": spool.bytes_not_in_cloud(),
+        "oldest_pending_age_s": round(now - oldest, 1) if oldest else None,
+        "registered_today": registered,
+        "last_error": {"clip_id": err[0], "message": err[1], "at": iso(err[2])} if err else None,
+        "dropped": counts.get("dropped", 0),
+    }
+
+
+def clips_today(spool: Spool, now: float) -> dict[str, int]:
+    rows = spool.db.execute(
+        "SELECT camera, COUNT(*) FROM clips WHERE start_wall >= ? GROUP BY camera",
+        [local_midnight(now)],
+    )
+    return dict(rows.fetchall())
+
+
+def disk_summary(data_dir: Path) -> dict[str, Any]:
+    used = 0
+    clips = data_dir / "clips"
+    if clips.exists():
+        for root, _, files in os.walk(clips):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    used += os.stat(os.path.join(root, name)).st_size
+    free = shutil.disk_usage(data_dir).free if data_dir.exists() else None
+    return {"data_dir": str(data_dir), "used_bytes": used, "free_bytes": free}
+
+
+def offline_model(config: Config) -> dict[str, Any]:
+    """The status model with the daemon down: config and spool only."""
+    now = time.time()
+    data_dir = config.agent.data_dir
+    spool = Spool(data_dir) if (data_dir / "spool.db").exists() else None
+    try:
+        today = clips_today(spool, now) if spool else {}
+        cameras = [
+            {
+                "name": c.name,
+                "state": "stopped",
+                "pid": None,
+                "restarts": 0,
+                "clips_today": today.get(c.name, 0),
+            }
+            for c in config.cameras
+        ]
+        return {
+            "daemon": {"running": False, "pid": None, "uptime_s": None, "version": __version__},
+            "config": {"source": config.source, "version": None},
+            "cameras": cameras,
+            "uploader": None,
+            "queue": queue_summary(spool, now) if spool else None,
+            "disk": disk_summary(data_dir),
+            "fleet": {"last_rejection": None},
+        }
+    finally:
+        if spool:
+            spool.close()
+
+
+def fetch(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The running daemon's model, or None when nothing answers on its socket."""
+    path = data_dir / SOCKET_NAME
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return None
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError:
+        return None
+
+
+class StatusServer:
+    """Answers every connection on `data_dir/status.sock` with the model as JSON, then closes."""
+
+    def __init__(self, data_dir: Path, model: Callable[[], dict[str, Any]]) -> None:
+        self.path = data_dir / SOCKET_NAME
+        self.model = model
+        self.path.unlink(missing_ok=True)  # left by an unclean stop
+
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                try:
+                    body = json.dumps(outer.model()).encode()
+                except Exception:  # noqa: BLE001 - status must answer even when a part fails
+                    log.exception("status model failed")
+                    body = json.dumps({"error": "status model failed; see the log"}).encode()
+                self.request.sendall(body)
+
+        self.server = socketserver.ThreadingUnixStreamServer(str(self.path), Handler)
+        self.server.daemon_threads = True
+        os.chmod(self.path, 0o660)  # the service user and its group (operators) only
+        self.thread = threading.Thread(target=self.server.serve_forever, name="status", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.path.unlink(missing_ok=True)
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n:.1f}TB"
+
+
+def render(model: dict[str, Any]) -> str:
+    """The model as a table for people; every line fits 80 columns."""
+    d = model["daemon"]
+    lines = []
+    if d["running"]:
+        lines.append(
+            f"ipc-agent {d['version']}: running, pid {d['pid']}, up "
+            f"{_age(d['uptime_s'])}; config {model['config']['source']}"
+        )
+    else:
+        lines.append(f"ipc-agent {d['version']}: DAEMON NOT RUNNING; showing the spool only")
+    lines.append("")
+    lines.append(
+        f"{'camera':<14}{'state':<13}{'video':<15}{'fps':>5}{'kbit/s':>8}"
+        f"{'frame':>7}{'clips':>6}{'restarts':>9}"
+    )
+    for c in model["cameras"]:
+        video = f"{c.get('codec') or '-'} {c['width']}x{c['height']}" if c.get("width") else "-"
+        fps = f"{c['fps']:.1f}" if c.get("fps") is not None else "-"
+        kbps = f"{c['bitrate_kbps']:.0f}" if c.get("bitrate_kbps") is not None else "-"
+        lines.append(
+            f"{c['name'][:13]:<14}{c['state'][:12]:<13}{video[:14]:<15}{fps:>5}"
+            f"{kbps:>8}{_age(c.get('last_frame_age_s')):>7}{c['clips_today']:>6}"
+            f"{c['restarts']:>9}"
+        )
+        for key in ("last_restart_reason", "last_error"):
+            if c.get(key):
+                lines.append(f"  {key.replace('_', ' ')}: {c[key]}"[:80])
+    q = model.get("queue")
+    if q:
+        counts = ", ".join(f"{n} {s}" for s, n in q["counts"].items() if n) or "empty"
+        lines.append("")
+        lines.append(f"spool: {counts}"[:80])
+        lines.append(
+            f"  pending {_size(q['bytes_pending'])}, oldest "
+            f"{_age(q['oldest_pending_age_s'])}, registered today "
+            f"{q['registered_today']}, dropped {q['dropped']}"
+        )
+        if q.get("last_error"):
+            e = q["last_error"]
+            lines.append(f"  last error {e['at']}: {e['message']}"[:80])
+    u = model.get("uploader")
+    if u:
+        reach = {True: "reachable", False: "UNREACHABLE", None: "unknown"}[u.get("cloud_reachable")]
+        why = f" ({u['offline_reason']})" if u.get("offline_reason") else ""
+        lines.append(
+            f"cloud: {reach}{why}; uploader pid {u.get('pid')}, restarts {u.get('restarts', 0)}"[
+                :80
+            ]
+        )
+    disk = model["disk"]
+    lines.append(
+        f"disk: {_size(disk['used_bytes'])} in {disk['data_dir']}, "
+        f"{_size(disk['free_bytes'])} free"[:80]
+    )
+    rejection = (model.get("fleet") or {}).get("last_rejection")
+    if rejection:
+        lines.append(f"fleet: last rejected document: {rejection}"[:80])
+    return "\n".join(line[:80] for line in lines)
