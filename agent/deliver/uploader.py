@@ -352,9 +352,14 @@ class Uploader:
         """The uploader's status as plain data (for the supervisor's status model)."""
         h = self.health
         at, message = self.last_error or (None, None)
-        return {"cloud_reachable": h.online, "offline_reason": h.reason or None,
-                "failures": h.failures, "drops": self.drops, "last_error": message,
-                "last_error_at": at}
+        return {
+            "cloud_reachable": h.online,
+            "offline_reason": h.reason or None,
+            "failures": h.failures,
+            "drops": self.drops,
+            "last_error": message,
+            "last_error_at": at,
+        }
 
     # -- disk guard ----------------------------------------------------------------------------
 
