@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav systemd procps python3-venv)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
