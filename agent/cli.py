@@ -192,8 +192,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _config(args.config, required=True)
-    print(f"{config.source}: OK, {len(config.cameras)} camera(s)")
+    config = _config(getattr(args, "file", None) or args.config, required=True)
+    cloud = "cloud delivery on" if config.cloud else "no [cloud]: clips stay local"
+    print(f"{config.source}: OK, {len(config.cameras)} camera(s), {cloud}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from agent.config import dump
+
+    print(dump(_config(args.config, required=True)), end="")
     return 0
 
 
@@ -260,9 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--json", action="store_true", help="one JSON object per match")
     srch.set_defaults(func=cmd_search)
 
-    c = sub.add_parser("check-config", help="validate a config file and exit")
+    c = sub.add_parser("check-config", help="validate a config file and exit (= config check)")
     c.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
     c.set_defaults(func=cmd_check)
+
+    cfg = sub.add_parser("config", help="show or check configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    show = cfg_sub.add_parser("show", help="the effective config, every value, secrets redacted")
+    show.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    show.set_defaults(func=cmd_config_show)
+    chk = cfg_sub.add_parser("check", help="validate a file and list every problem in it")
+    chk.add_argument("file", nargs="?", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    chk.set_defaults(func=cmd_check, config=None)
     return p
 
 

@@ -8,6 +8,7 @@ they cannot drift apart. Nothing here does I/O beyond reading the file.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import socket
 import sys
@@ -26,7 +27,15 @@ CAMERA_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
 class ConfigError(ValueError):
-    """A configuration problem, phrased for the operator: file, key, what is allowed."""
+    """Configuration problems, phrased for the operator: file, key, what is allowed.
+
+    `problems` lists every problem found (validation goes on after the first one), so one
+    run of `ipc-agent config check` shows all that needs fixing.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 def _num(default: float, lo: float, hi: float, doc: str) -> Any:
@@ -280,11 +289,20 @@ def _build(cls: type, table: Any, where: str, *, base: Any = None, skip: tuple[s
     if not isinstance(table, Mapping):
         raise ConfigError(f"[{where}]: expected a table, got {table!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
-    unknown = sorted(set(table) - set(fields) - set(skip))
-    if unknown:
-        allowed = ", ".join(fields)
-        raise ConfigError(f"[{where}]: unknown key {unknown[0]!r} (allowed: {allowed})")
-    values = {k: _value(fields[k], v, f"[{where}] {k}") for k, v in table.items() if k in fields}
+    allowed = ", ".join(fields)
+    problems = [
+        f"[{where}]: unknown key {key!r} (allowed: {allowed})"
+        for key in sorted(set(table) - set(fields) - set(skip))
+    ]
+    values = {}
+    for key, raw in table.items():
+        if key in fields:
+            try:
+                values[key] = _value(fields[key], raw, f"[{where}] {key}")
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise ConfigError("\n".join(problems), problems)
     return dataclasses.replace(base, **values) if base is not None else cls(**values)
 
 
@@ -322,61 +340,104 @@ def _camera(raw: Any, index: int, motion: MotionSettings, clip: ClipSettings) ->
     where = f"cameras.{name}"
     if not isinstance(raw["url"], str) or not raw["url"].strip():
         raise ConfigError(f"[{where}] url: expected an rtsp:// URL, a file path or a file:// URL")
-    cam = _build(
-        CameraConfig,
-        raw,
-        where,
-        base=CameraConfig(name=name, url=raw["url"]),
-        skip=("name", "url", "mask", "motion", "clip"),
+    problems: list[str] = []
+    parts = (
+        lambda: _build(
+            CameraConfig,
+            raw,
+            where,
+            base=CameraConfig(name=name, url=raw["url"]),
+            skip=("name", "url", "mask", "motion", "clip"),
+        ),
+        lambda: _polygons(raw.get("mask", []), f"[{where}] mask"),
+        lambda: _build(MotionSettings, raw.get("motion", {}), f"{where}.motion", base=motion),
+        lambda: _build(ClipSettings, raw.get("clip", {}), f"{where}.clip", base=clip),
     )
-    mask = _polygons(raw.get("mask", []), f"[{where}] mask")
-    cam_motion = _build(MotionSettings, raw.get("motion", {}), f"{where}.motion", base=motion)
-    cam_clip = _build(ClipSettings, raw.get("clip", {}), f"{where}.clip", base=clip)
+    built = []
+    for part in parts:
+        try:
+            built.append(part())
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError("\n".join(problems), problems)
+    cam, mask, cam_motion, cam_clip = built
     return dataclasses.replace(cam, mask=mask, motion=cam_motion, clip=cam_clip)
 
 
 def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
-    """Validate a parsed TOML document. Raises ConfigError naming `source`, the key and the rule."""
-    try:
-        allowed = {"agent", "motion", "clip", "cameras", "cloud", "upload"}
-        unknown = sorted(set(doc) - allowed)
-        if unknown:
-            raise ConfigError(f"unknown section {unknown[0]!r} (allowed: {', '.join(allowed)})")
-        agent_raw = (
-            dict(doc.get("agent", {})) if isinstance(doc.get("agent", {}), Mapping) else None
-        )
-        if agent_raw is None:
-            raise ConfigError("[agent]: expected a table")
-        data_dir = agent_raw.pop("data_dir", None)
-        agent = _build(AgentSettings, agent_raw, "agent", base=AgentSettings())
-        if data_dir is not None:
-            if not isinstance(data_dir, str) or not data_dir:
-                raise ConfigError(f"[agent] data_dir = {data_dir!r}: expected a directory path")
-            agent = dataclasses.replace(agent, data_dir=Path(data_dir))
-        motion = _build(MotionSettings, doc.get("motion", {}), "motion", base=MotionSettings())
-        clip = _build(ClipSettings, doc.get("clip", {}), "clip", base=ClipSettings())
-        cams_raw = doc.get("cameras", [])
-        if not isinstance(cams_raw, list):
-            raise ConfigError("cameras: expected [[cameras]] tables")
-        cameras = tuple(_camera(c, i, motion, clip) for i, c in enumerate(cams_raw))
-        seen: set[str] = set()
-        for cam in cameras:
-            if cam.name in seen:
-                raise ConfigError(f"[[cameras]] name = {cam.name!r}: duplicate camera name")
-            seen.add(cam.name)
-        cloud = _cloud(doc["cloud"], agent) if "cloud" in doc else None
-        upload = _build(UploadSettings, doc.get("upload", {}), "upload", base=UploadSettings())
-    except ConfigError as exc:
-        raise ConfigError(redact(f"{source}: {exc}")) from None
+    """Validate a parsed TOML document. Raises ConfigError naming `source`, the keys and rules.
+
+    Every section is checked even after a problem, so the error lists all of them.
+    """
+    problems: list[str] = []
+
+    def checked(build, fallback):
+        try:
+            return build()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return fallback
+
+    allowed = ("agent", "motion", "clip", "cameras", "cloud", "upload")
+    for name in sorted(set(doc) - set(allowed)):
+        problems.append(f"unknown section {name!r} (allowed: {', '.join(allowed)})")
+    agent = checked(lambda: _agent(doc.get("agent", {})), AgentSettings())
+    motion = checked(
+        lambda: _build(MotionSettings, doc.get("motion", {}), "motion", base=MotionSettings()),
+        MotionSettings(),
+    )
+    clip = checked(
+        lambda: _build(ClipSettings, doc.get("clip", {}), "clip", base=ClipSettings()),
+        ClipSettings(),
+    )
+    cams_raw = doc.get("cameras", [])
+    if not isinstance(cams_raw, list):
+        problems.append("cameras: expected [[cameras]] tables")
+        cams_raw = []
+    cameras = []
+    for i, raw in enumerate(cams_raw):
+        cam = checked(lambda raw=raw, i=i: _camera(raw, i, motion, clip), None)
+        if cam is not None:
+            cameras.append(cam)
+    seen: set[str] = set()
+    for cam in cameras:
+        if cam.name in seen:
+            problems.append(f"[[cameras]] name = {cam.name!r}: duplicate camera name")
+        seen.add(cam.name)
+    cloud = checked(lambda: _cloud(doc["cloud"], agent), None) if "cloud" in doc else None
+    upload = checked(
+        lambda: _build(UploadSettings, doc.get("upload", {}), "upload", base=UploadSettings()),
+        UploadSettings(),
+    )
+    if problems:
+        problems = [redact(p) for p in problems]
+        if len(problems) == 1:
+            raise ConfigError(f"{source}: {problems[0]}", problems)
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"{source}: {len(problems)} problems:\n{listing}", problems)
     return Config(
         agent=agent,
         motion=motion,
         clip=clip,
-        cameras=cameras,
+        cameras=tuple(cameras),
         cloud=cloud,
         upload=upload,
         source=source,
     )
+
+
+def _agent(raw: Any) -> AgentSettings:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("[agent]: expected a table")
+    raw = dict(raw)
+    data_dir = raw.pop("data_dir", None)
+    agent = _build(AgentSettings, raw, "agent", base=AgentSettings())
+    if data_dir is not None:
+        if not isinstance(data_dir, str) or not data_dir:
+            raise ConfigError(f"[agent] data_dir = {data_dir!r}: expected a directory path")
+        agent = dataclasses.replace(agent, data_dir=Path(data_dir))
+    return agent
 
 
 def _cloud(raw: Any, agent: AgentSettings) -> CloudSettings:
@@ -406,3 +467,42 @@ def load(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(redact(f"{path}: not valid TOML: {exc}")) from None
     return parse(doc, str(path))
+
+
+# -- showing ---------------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(redact(str(value)), ensure_ascii=False)  # a TOML basic string
+
+
+def _toml_table(obj: Any, skip: tuple[str, ...] = ()) -> list[str]:
+    return [
+        f"{f.name} = {_toml_value(getattr(obj, f.name))}"
+        for f in dataclasses.fields(obj)
+        if f.name not in skip
+    ]
+
+
+def dump(config: Config) -> str:
+    """The effective configuration as TOML, every value explicit, passwords redacted.
+
+    Loading the output again gives the same configuration (URLs with a password aside).
+    """
+    out = [f"# effective configuration, from {config.source}"]
+    for name in ("agent", "motion", "clip"):
+        out += ["", f"[{name}]", *_toml_table(getattr(config, name))]
+    if config.cloud is not None:
+        out += ["", "[cloud]", *_toml_table(config.cloud)]
+    out += ["", "[upload]", *_toml_table(config.upload)]
+    for cam in config.cameras:
+        out += ["", "[[cameras]]", *_toml_table(cam, skip=("motion", "clip"))]
+        out += ["[cameras.motion]", *_toml_table(cam.motion)]
+        out += ["[cameras.clip]", *_toml_table(cam.clip)]
+    return "\n".join(out) + "\n"

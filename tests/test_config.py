@@ -16,6 +16,7 @@ from agent.config import (
     ConfigError,
     MotionSettings,
     UploadSettings,
+    dump,
     load,
     parse,
     redact,
@@ -223,3 +224,53 @@ def test_bandwidth_limit_within_what_oss_accepts(tmp_path, raw, bps):
         assert "838.8608Mbit" in error(tmp_path, text)
     else:
         assert load(write(tmp_path, text)).upload.bandwidth_limit == bps
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path):
+    msg = error(
+        tmp_path,
+        """
+[clip]
+pre_roll = -1
+postroll = 3
+[motion]
+detect_fps = "fast"
+[[cameras]]
+name = "Bad Name"
+url = "x.mp4"
+[[cameras]]
+name = "ok"
+url = "y.mp4"
+timeout = 0
+""",
+    )
+    assert "5 problems" in msg
+    for needle in ("pre_roll", "'postroll'", "detect_fps", "Bad Name", "timeout"):
+        assert needle in msg, needle
+
+
+def test_dump_shows_every_value_redacted_and_loads_back(tmp_path):
+    config = load(EXAMPLE)
+    text = dump(config)
+    assert "password@" not in text and "user:***@" in text
+    assert "keyframe_size = 1280" in text and "[cameras.motion]" in text
+    again = load(write(tmp_path, text.replace("user:***@", "user:password@")))
+    assert again.cameras == config.cameras and again.clip == config.clip
+    assert again.upload == config.upload and again.agent == config.agent
+
+
+def test_config_check_and_show_commands(tmp_path):
+    import subprocess
+    import sys
+
+    bad = write(tmp_path, "[clip]\npre_roll = -1\n[motion]\nthreshold = 0\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "config", "check", str(bad)], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "2 problems" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "config", "show", "--config", str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "password" not in out.stdout.replace("user:***", "")
