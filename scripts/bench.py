@@ -261,7 +261,7 @@ def main() -> int:
     print(f"\n1080p15 H.264 ~4 Mbps, {args.duration:g} s per input, median of {args.repeat} runs")
     print(
         f"{'input':<14}{'decode':>10}{'replay':>10}{'ratio':>8}{'(min-max)':>14}"
-        f"{'clips':>7}{'RSS MB':>9}"
+        f"{'clips':>7}{'RSS MB':>9}{'(decode)':>10}"
     )
     for r in results:
         print(
