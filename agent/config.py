@@ -42,6 +42,13 @@ def _num(default: float, lo: float, hi: float, doc: str) -> Any:
     return field(default=default, metadata={"range": (lo, hi), "doc": doc})
 
 
+def _text(pattern: str, expect: str, default: str = "", *, optional: bool = False) -> Any:
+    """A string setting that must match `pattern`; `expect` says what is allowed."""
+    return field(
+        default=default, metadata={"pattern": pattern, "expect": expect, "optional": optional}
+    )
+
+
 def _choice(default: str, choices: tuple[str, ...], doc: str) -> Any:
     return field(default=default, metadata={"choices": choices, "doc": doc})
 
@@ -139,44 +146,24 @@ def parse_bandwidth(raw: Any) -> int:
 class CloudSettings:
     """Where clips go: an OSS bucket, and an ICE search library that indexes them."""
 
-    region: str = field(
-        default="",
-        metadata={"pattern": r"[a-z]{2}-[a-z0-9-]+", "expect": 'a region id like "cn-shanghai"'},
+    region: str = _text(r"[a-z]{2}-[a-z0-9-]+", 'a region id like "cn-shanghai"')
+    bucket: str = _text(
+        r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
+        "an OSS bucket name: 3-63 of a-z, 0-9 and '-', not starting or ending in '-'",
     )
-    bucket: str = field(
-        default="",
-        metadata={
-            "pattern": r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
-            "expect": "an OSS bucket name: 3-63 of a-z, 0-9 and '-', not starting or ending in '-'",
-        },
+    prefix: str = _text(
+        r"(?:[A-Za-z0-9._-]+/)*",
+        'an object key prefix ending in "/" (or ""), e.g. "ipc/"',
+        "ipc/",
+        optional=True,
     )
-    prefix: str = field(
-        default="ipc/",
-        metadata={
-            "pattern": r"(?:[A-Za-z0-9._-]+/)*",
-            "expect": 'an object key prefix ending in "/" (or ""), e.g. "ipc/"',
-            "optional": True,
-        },
+    oss_endpoint: str = _text(r"https?://\S+", "an http(s):// URL (default from region)")
+    ice_endpoint: str = _text(r"https?://\S+", "an http(s):// URL (default from region)")
+    search_lib: str = _text(
+        r"IPCamera_[A-Za-z0-9_-]{1,56}",
+        'a search library name starting with "IPCamera_", e.g. "IPCamera_store1"',
     )
-    oss_endpoint: str = field(
-        default="",
-        metadata={"pattern": r"https?://\S+", "expect": "an http(s):// URL (default from region)"},
-    )
-    ice_endpoint: str = field(
-        default="",
-        metadata={"pattern": r"https?://\S+", "expect": "an http(s):// URL (default from region)"},
-    )
-    search_lib: str = field(
-        default="",
-        metadata={
-            "pattern": r"IPCamera_[A-Za-z0-9_-]{1,56}",
-            "expect": 'a search library name starting with "IPCamera_", e.g. "IPCamera_store1"',
-        },
-    )
-    namespace: str = field(
-        default="",
-        metadata={"pattern": r"[A-Za-z0-9_.-]{1,64}", "expect": "1-64 of A-Z a-z 0-9 _ . -"},
-    )
+    namespace: str = _text(r"[A-Za-z0-9_.-]{1,64}", "1-64 of A-Z a-z 0-9 _ . -")
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,12 @@ class Recovery:
     missing: list[str] = field(default_factory=list)  # clip_ids whose files vanished
 
 
+def _first(cur: sqlite3.Cursor) -> dict[str, Any] | None:
+    """The cursor's first row as a dict of column name to value, or None."""
+    values = cur.fetchone()
+    return dict(zip([d[0] for d in cur.description], values)) if values else None
+
+
 def utc_iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
 
@@ -184,13 +190,11 @@ class Spool:
 
     def row(self, row_id: int) -> dict[str, Any] | None:
         cur = self.db.execute("SELECT * FROM clips WHERE id = ?", [row_id])
-        values = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], values)) if values else None
+        return _first(cur)
 
     def by_media_id(self, media_id: str) -> dict[str, Any] | None:
         cur = self.db.execute("SELECT * FROM clips WHERE media_id = ?", [media_id])
-        values = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], values)) if values else None
+        return _first(cur)
 
     def rows(self, state: str | None = None, camera: str | None = None) -> Iterator[dict[str, Any]]:
         where, args = [], []
@@ -204,7 +208,7 @@ class Spool:
         cur = self.db.execute(sql + " ORDER BY id", args)
         cols = [d[0] for d in cur.description]
         for values in cur:
-            yield dict(zip(cols, values, strict=False))
+            yield dict(zip(cols, values))
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -275,8 +279,7 @@ class Spool:
             f"ORDER BY start_wall {order}, id {order} LIMIT 1",
             [*states, now, *skip],
         )
-        values = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], values)) if values else None
+        return _first(cur)
 
     def advance(self, row_id: int, from_states: tuple[str, ...], state: str, **fields: Any) -> bool:
         """Move a row on if it is still in one of `from_states`; resets the retry bookkeeping.
@@ -340,8 +343,7 @@ class Spool:
             f"SELECT * FROM clips WHERE state IN ({marks}){extra} ORDER BY start_wall, id LIMIT 1",
             states,
         )
-        values = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], values)) if values else None
+        return _first(cur)
 
     def mark_local_deleted(
         self, row_id: int, *, state: str | None = None, reason: str | None = None

@@ -175,9 +175,7 @@ class _Session:
                 self._packet(mp)
         finally:
             # End of stream, stop request or error: what was recorded becomes a clip.
-            self._apply(self.segmenter.finish())
-            if self.clip is not None:  # finish() always ends an open clip; belt and braces
-                self._close(self.clip.writer.last.t if self.clip.writer.last else 0.0)
+            self._apply(self.segmenter.finish())  # ends any open clip
 
     def _restart(self) -> None:
         self._apply(self.segmenter.finish())
