@@ -279,11 +279,12 @@ class Supervisor:
                 self.children[child.name] = child.replacement
                 child.replacement.restart_at = now
             return
-        reason, child.hung = child.hung or describe_exit(code), None
-        if code == 0 and reason == describe_exit(0):
+        hung, child.hung = child.hung, None
+        if code == 0 and hung is None:
             log.info("%s finished (exit code 0)", child.name)
             child.restart_at = None
             return
+        reason = hung or describe_exit(code)
         child.last_reason = reason
         if now - child.started >= HEALTHY_AFTER:
             child.backoff = BACKOFF[0]
