@@ -10,15 +10,18 @@ import time
 from pathlib import Path
 
 from agent import __version__, logs
-from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load
+from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load, read_toml
 
 log = logging.getLogger("agent")
 
 
 def _config(path: str | None, required: bool) -> Config:
+    """The effective config: the local file plus the fleet documents the daemon applied."""
+    from agent.service.fleet import load_effective
+
     if path is None and not required and not DEFAULT_CONFIG_PATH.exists():
         return Config()
-    return load(path or DEFAULT_CONFIG_PATH)
+    return load_effective(path or DEFAULT_CONFIG_PATH)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -48,11 +51,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agent.service.fleet import ConfigSource
     from agent.service.supervisor import run
 
-    config = _config(args.config, required=True)
-    logs.setup(config.agent.log_level)
-    return run(config, once=args.once, config_path=Path(args.config or DEFAULT_CONFIG_PATH))
+    source = ConfigSource(Path(args.config or DEFAULT_CONFIG_PATH))
+    logs.setup(source.config.agent.log_level)
+    return run(source, once=args.once)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -180,19 +184,36 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from agent.service.status import fetch, offline_model, render
+    from agent.service.status import fetch, offline_model, prometheus, render
 
     config = _config(args.config, required=True)
     model = fetch(config.agent.data_dir)
     running = model is not None
     if model is None:
         model = offline_model(config)
-    print(json.dumps(model, indent=2) if args.json else render(model))
+    if args.prometheus:
+        print(prometheus(model), end="")
+    else:
+        print(json.dumps(model, indent=2) if args.json else render(model))
     return 0 if running else 3  # 3: the daemon is not running (for scripts and monitoring)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _config(getattr(args, "file", None) or args.config, required=True)
+    from agent import fleetdoc
+
+    path = Path(getattr(args, "file", None) or args.config or DEFAULT_CONFIG_PATH)
+    raw = read_toml(path)
+    if "version" in raw or "target" in raw:  # a fleet document, not a config file
+        local = read_toml(args.local) if getattr(args, "local", None) else None
+        try:
+            doc = fleetdoc.check(path.read_bytes(), str(path), local)
+        except fleetdoc.FleetDocError as exc:
+            print(f"ipc-agent: {path}: fleet document refused: {exc}", file=sys.stderr)
+            return 2
+        sections = ", ".join(doc.body) or "nothing"
+        print(f"{path}: OK, fleet document {doc.label} carrying {sections}")
+        return 0
+    config = load(path)
     cloud = "cloud delivery on" if config.cloud else "no [cloud]: clips stay local"
     print(f"{config.source}: OK, {len(config.cameras)} camera(s), {cloud}")
     return 0
@@ -202,6 +223,79 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     from agent.config import dump
 
     print(dump(_config(args.config, required=True)), end="")
+    return 0
+
+
+def cmd_fleet_keygen(args: argparse.Namespace) -> int:
+    from agent.service.fleet import FleetKeyError, keygen
+
+    try:
+        private, public, line = keygen(Path(args.out))
+    except (FleetKeyError, OSError) as exc:
+        print(f"ipc-agent fleet keygen: {exc}", file=sys.stderr)
+        return 1
+    print(f"private key: {private} (mode 0600; keep it off the gateways)")
+    print(f"public key:  {public}; put it in every gateway's [fleet] public_keys:")
+    print(f'  public_keys = ["{line}"]')
+    return 0
+
+
+def _fleet_errors(func):
+    """Fleet commands: a key, document, bucket or credentials problem is one line, exit 1."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from agent.deliver.credentials import CredentialsError
+        from agent.deliver.oss import OssError
+        from agent.fleetdoc import FleetDocError
+        from agent.service.fleet import FleetKeyError
+
+        try:
+            return func(args)
+        except (FleetKeyError, FleetDocError, OssError, CredentialsError, OSError) as exc:
+            print(f"ipc-agent fleet {args.fleet_command}: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapper
+
+
+@_fleet_errors
+def cmd_fleet_publish(args: argparse.Namespace) -> int:
+    from agent import fleetdoc
+    from agent.service.fleet import load_private_key, publish
+
+    config = load(args.config or DEFAULT_CONFIG_PATH)
+    key = load_private_key(Path(args.key))
+    target = fleetdoc.target("group", args.group) if args.group else None
+    target = target or fleetdoc.target("device", args.device)
+    doc, object_key = publish(config, Path(args.file).read_bytes(), target, key, args.file)
+    print(f"published {doc.label} to oss://{config.cloud.bucket}/{object_key} (+ .sig)")
+    return 0
+
+
+@_fleet_errors
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from agent import fleetdoc
+    from agent.service.fleet import fleet_reports, published_version
+
+    config = load(args.config or DEFAULT_CONFIG_PATH)
+    reports = fleet_reports(config, args.group)
+    if args.json:
+        for r in reports:
+            print(json.dumps(r))
+        return 0
+    if args.group:
+        v = published_version(config, fleetdoc.target("group", args.group))
+        print(f"group {args.group}: published version {v if v is not None else 'none'}")
+    print(f"{'gateway':<20}{'group':<14}{'config':<26}{'reported (UTC)':<21}refused")
+    for r in reports:
+        rej = r.get("last_rejection") or {}
+        refused = f"@{rej.get('version')}: {rej.get('reason')}" if rej else "-"
+        print(
+            f"{str(r.get('device_id'))[:19]:<20}{str(r.get('group') or '-')[:13]:<14}"
+            f"{str(r.get('config_version'))[:25]:<26}{str(r.get('reported_at'))[:19]:<21}"
+            f"{refused[:60]}"
+        )
+    print(f"{len(reports)} gateway(s) reporting")
     return 0
 
 
@@ -229,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="the agent at a glance (exit 3 when the daemon is not running)"
     )
     st.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
-    st.add_argument("--json", action="store_true", help="the status model as JSON")
+    fmt = st.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the status model as JSON")
+    fmt.add_argument("--prometheus", action="store_true", help="the numbers, Prometheus text")
     st.set_defaults(func=cmd_status)
 
     q = sub.add_parser("queue", help="list the clips catalogued in the spool")
@@ -279,7 +375,29 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_config_show)
     chk = cfg_sub.add_parser("check", help="validate a file and list every problem in it")
     chk.add_argument("file", nargs="?", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    chk.add_argument(
+        "--local", help="with a fleet document: the gateway's config file to merge it onto"
+    )
     chk.set_defaults(func=cmd_check, config=None)
+
+    fl = sub.add_parser("fleet", help="signed configuration pushed through the bucket")
+    fl_sub = fl.add_subparsers(dest="fleet_command", required=True)
+    kg = fl_sub.add_parser("keygen", help="make a signing key pair: fleet.key and fleet.pub")
+    kg.add_argument("--out", required=True, help="folder for the key files (keep it private)")
+    kg.set_defaults(func=cmd_fleet_keygen)
+    pub = fl_sub.add_parser("publish", help="sign a fleet document and upload it to the bucket")
+    pub.add_argument("file", help="the document: TOML with version and pushable sections")
+    who = pub.add_mutually_exclusive_group(required=True)
+    who.add_argument("--group", help="for every gateway of this [fleet] group")
+    who.add_argument("--device", help="for one gateway (its [agent] device_id)")
+    pub.add_argument("--key", required=True, help="the private key file (fleet.key, mode 0600)")
+    pub.add_argument("--config", help=f"TOML config with [cloud] (default {DEFAULT_CONFIG_PATH})")
+    pub.set_defaults(func=cmd_fleet_publish)
+    fs = fl_sub.add_parser("status", help="which gateways run which version, and refusals")
+    fs.add_argument("--group", help="only gateways of this group")
+    fs.add_argument("--config", help=f"TOML config with [cloud] (default {DEFAULT_CONFIG_PATH})")
+    fs.add_argument("--json", action="store_true", help="the report objects, one per line")
+    fs.set_defaults(func=cmd_fleet_status)
     return p
 
 

@@ -7,6 +7,8 @@ they cannot drift apart. Nothing here does I/O beyond reading the file.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import re
@@ -191,6 +193,44 @@ class UploadSettings:
     max_backoff: float = _num(60.0, 1.0, 3600.0, "s, cap of the retry backoff while offline")
 
 
+def parse_public_keys(raw: Any) -> tuple[str, ...]:
+    """Ed25519 public keys as base64 strings (32 bytes each), as `ipc-agent fleet keygen` prints."""
+    if not isinstance(raw, list):
+        raise ValueError(raw)
+    keys = []
+    for item in raw:
+        try:
+            ok = isinstance(item, str) and len(base64.b64decode(item, validate=True)) == 32
+        except (binascii.Error, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(item)
+        keys.append(item)
+    return tuple(keys)
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """Signed configuration pushed through the bucket (see agent/service/fleet.py)."""
+
+    enabled: bool = field(default=False, metadata={"doc": "poll the bucket for fleet documents"})
+    group: str = _text(
+        r"(?:[A-Za-z0-9_.-]{1,64})?", "a group name: 1-64 of A-Z a-z 0-9 _ . -", optional=True
+    )
+    poll_interval: float = _num(60.0, 1.0, 86400.0, "s between checks for new documents")
+    public_keys: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "parse": parse_public_keys,
+            "expect": "a list of base64 Ed25519 public keys (the line of fleet.pub)",
+        },
+    )
+
+
+# The sections a fleet document may carry; everything else is local to the gateway.
+PUSHABLE = ("cameras", "motion", "clip", "upload")
+
+
 @dataclass(frozen=True)
 class Config:
     agent: AgentSettings = field(default_factory=AgentSettings)
@@ -199,7 +239,9 @@ class Config:
     cameras: tuple[CameraConfig, ...] = ()
     cloud: CloudSettings | None = None  # None: no [cloud] section, clips stay local
     upload: UploadSettings = field(default_factory=UploadSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
     source: str = "<defaults>"
+    version: str = "local"  # "local", or the fleet documents applied: "group:east@7 device@3"
 
     def camera(self, name: str) -> CameraConfig:
         for cam in self.cameras:
@@ -366,7 +408,7 @@ def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
             problems.extend(exc.problems)
             return fallback
 
-    allowed = ("agent", "motion", "clip", "cameras", "cloud", "upload")
+    allowed = ("agent", "motion", "clip", "cameras", "cloud", "upload", "fleet")
     for name in sorted(set(doc) - set(allowed)):
         problems.append(f"unknown section {name!r} (allowed: {', '.join(allowed)})")
     agent = checked(lambda: _agent(doc.get("agent", {})), AgentSettings())
@@ -397,6 +439,9 @@ def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
         lambda: _build(UploadSettings, doc.get("upload", {}), "upload", base=UploadSettings()),
         UploadSettings(),
     )
+    fleet = checked(
+        lambda: _fleet(doc.get("fleet", {}), cloud is not None or "cloud" in doc), FleetSettings()
+    )
     if problems:
         problems = [redact(p) for p in problems]
         if len(problems) == 1:
@@ -410,6 +455,7 @@ def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
         cameras=tuple(cameras),
         cloud=cloud,
         upload=upload,
+        fleet=fleet,
         source=source,
     )
 
@@ -440,8 +486,26 @@ def _cloud(raw: Any, agent: AgentSettings) -> CloudSettings:
     )
 
 
-def load(path: str | Path) -> Config:
-    """Read and validate a TOML config file."""
+def _fleet(raw: Any, has_cloud: bool) -> FleetSettings:
+    fleet = _build(FleetSettings, raw, "fleet", base=FleetSettings())
+    if fleet.enabled and not fleet.public_keys:
+        raise ConfigError("[fleet] enabled = true needs public_keys (the line of fleet.pub)")
+    if fleet.enabled and not has_cloud:
+        raise ConfigError("[fleet] enabled = true needs a [cloud] section (its bucket)")
+    return fleet
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """TOML text to a plain dict; a syntax error becomes a ConfigError naming `source`."""
+    try:
+        return tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, a 5000-digit int, [[[[...
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ConfigError(redact(f"{source}: not valid TOML: {why}")) from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file into a plain dict (not validated)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -449,11 +513,12 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(redact(f"{path}: not valid TOML: {exc}")) from None
-    return parse(doc, str(path))
+    return parse_toml(text, str(path))
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config file (the local file alone; see fleet.load_effective)."""
+    return parse(read_toml(path), str(Path(path)))
 
 
 # -- showing ---------------------------------------------------------------------------------
@@ -482,12 +547,13 @@ def dump(config: Config) -> str:
 
     Loading the output again gives the same configuration (URLs with a password aside).
     """
-    out = [f"# effective configuration, from {config.source}"]
+    out = [f"# effective configuration, from {config.source} (version: {config.version})"]
     for name in ("agent", "motion", "clip"):
         out += ["", f"[{name}]", *_toml_table(getattr(config, name))]
     if config.cloud is not None:
         out += ["", "[cloud]", *_toml_table(config.cloud)]
     out += ["", "[upload]", *_toml_table(config.upload)]
+    out += ["", "[fleet]", *_toml_table(config.fleet)]
     for cam in config.cameras:
         out += ["", "[[cameras]]", *_toml_table(cam, skip=("motion", "clip"))]
         out += ["[cameras.motion]", *_toml_table(cam.motion)]

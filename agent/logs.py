@@ -22,3 +22,5 @@ def setup(level: str = "info", *, stream=None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("libav").setLevel(logging.ERROR)
+    # alibabacloud_credentials refreshes through APScheduler, which logs every start and stop.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -35,7 +35,7 @@ What the adapter does to each request, in order:
    computed for PutObject, UploadPart, CompleteMultipartUpload, GetObject and HeadObject, so
    oss2's own CRC checks run as against the real service.
 
-oss2's list calls (ListObjects etc.) are not adapted; ListParts is (resumable uploads need it).
+ListObjects gets the ``Type`` OSS adds to each object; ListParts works as it is.
 
 Control endpoints (JSON; paths starting ``/__`` can never be a bucket):
 
@@ -627,6 +627,9 @@ class _Handler(BaseHTTPRequestHandler):
                 resp_headers[name] = value
         if resp_body.lstrip().startswith(b"<"):
             resp_body = _XMLNS.sub(b"", resp_body)
+            if b"<ListBucketResult" in resp_body[:200]:
+                # OSS's ListObjects names each object's Type (Normal, Multipart, Appendable).
+                resp_body = resp_body.replace(b"</Contents>", b"<Type>Normal</Type></Contents>")
         return status, resp_headers, resp_body
 
     def _response_crc(

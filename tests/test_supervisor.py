@@ -152,6 +152,35 @@ def test_status_shows_live_cameras_as_json_and_in_80_columns(agent):
     assert table.returncode == 0
     assert all(len(line) <= 80 for line in table.stdout.splitlines()), table.stdout
     assert "cam1" in table.stdout and "streaming" in table.stdout
+    assert "config version local, from" in table.stdout
+    metrics = status(config, "--prometheus")
+    assert metrics.returncode == 0
+    assert_prometheus_text(metrics.stdout)
+    assert "ipc_agent_up 1\n" in metrics.stdout
+    assert 'ipc_agent_camera_state{camera="cam1",state="streaming"} 1\n' in metrics.stdout
+    assert 'ipc_agent_camera_state{camera="cam1",state="stopped"} 0\n' in metrics.stdout
+    assert 'ipc_agent_camera_restarts_total{camera="cam2"} 0\n' in metrics.stdout
+
+
+SAMPLE = re.compile(
+    r'^(ipc_agent_[a-z_]+)(\{[a-z_]+="(?:[^"\\]|\\.)*"(?:,[a-z_]+="(?:[^"\\]|\\.)*")*\})? '
+    r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?$"
+)
+
+
+def assert_prometheus_text(text: str) -> None:
+    """The text exposition format: HELP and TYPE once per metric, before its samples."""
+    declared: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("# "):
+            kind, name, rest = line[2:].split(" ", 2)
+            assert kind in ("HELP", "TYPE") and kind not in declared.setdefault(name, set()), line
+            declared[name].add(kind)
+            assert kind == "HELP" or rest in ("gauge", "counter"), line
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        assert declared.get(m[1]) == {"HELP", "TYPE"}, f"{m[1]} sampled before HELP and TYPE"
 
 
 def test_status_with_the_daemon_down_reads_the_spool_and_exits_3(tmp_path, video):

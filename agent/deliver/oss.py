@@ -243,6 +243,24 @@ class ObjectMeta:
     last_modified: int | None
 
 
+def _too_large(key: str, size: str, limit: int) -> OssError:
+    return OssError(
+        retryable=False,
+        code="TooLarge",
+        message=f"{size}; at most {limit} are accepted",
+        operation="GetObject",
+        key=key,
+    )
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a conditional GET brought: ``data`` None means "not modified since ``etag``"."""
+
+    data: bytes | None
+    etag: str
+
+
 def file_digests(path: str | os.PathLike[str]) -> tuple[int, int, str]:
     """``(size, crc64, base64 md5)`` of a file, in one read."""
     crc = oss2.utils.Crc64(0)
@@ -472,6 +490,49 @@ class OssUploader:
             etag=head.etag,
             last_modified=head.last_modified,
         )
+
+    def fetch(self, key: str, *, etag: str | None = None, limit: int) -> Fetched | None:
+        """A small object's bytes, or ``None`` if there is no such object.
+
+        With ``etag`` the GET is conditional (``If-None-Match``): an unchanged object comes
+        back as ``Fetched(None, etag)`` without its body.  An object larger than ``limit``
+        bytes is refused (``OssError`` code ``TooLarge``) before its body is read.
+        """
+        headers = {"If-None-Match": f'"{etag}"'} if etag else None
+        try:
+            result = self._bucket.get_object(key, headers=headers)
+            size = result.content_length
+            if size is not None and size > limit:
+                result.resp.response.close()
+                raise _too_large(key, f"{size} bytes", limit)
+            data = result.read(limit + 1)
+        except oss2.exceptions.NotModified:
+            return Fetched(None, etag or "")
+        except oss2.exceptions.OssError as exc:
+            if isinstance(exc, oss2.exceptions.ServerError) and exc.status == 404:
+                return None
+            raise classify_error(exc, operation="GetObject", key=key) from None
+        if len(data) > limit:
+            raise _too_large(key, f"more than {limit} bytes", limit)
+        return Fetched(data, result.etag)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> str:
+        """Write a small object in one PUT (Content-MD5 checked by OSS); its ETag."""
+        headers = {
+            "Content-Type": content_type,
+            "Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode(),
+        }
+        try:
+            return self._bucket.put_object(key, data, headers=headers).etag
+        except oss2.exceptions.OssError as exc:
+            raise classify_error(exc, operation="PutObject", key=key) from None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every object key under ``prefix``."""
+        try:
+            return [obj.key for obj in oss2.ObjectIterator(self._bucket, prefix=prefix)]
+        except oss2.exceptions.OssError as exc:
+            raise classify_error(exc, operation="ListObjects", key=prefix) from None
 
     def ensure_uploaded(self, key: str, path: str | os.PathLike[str]) -> UploadResult:
         """Upload unless an identical object (same size and CRC-64) is already there.

@@ -2,7 +2,8 @@
 
 The model (documented in the README; keys are only ever added):
 - `daemon`: running, pid, uptime_s, version
-- `config`: source (file), version (fleet documents; null for a local file)
+- `config`: source (the file, "+ the fleet documents"), version ("local", or the documents
+  applied, e.g. "group:east@7 device:gw1@3")
 - `cameras[]`: name, state, pid, restarts, last_restart_reason, codec, width, height, fps,
   bitrate_kbps, last_frame_age_s, last_motion (ISO UTC), clips_today, last_error
 - `uploader`: null without [cloud]; else pid, restarts, cloud_reachable, offline_reason,
@@ -10,7 +11,10 @@ The model (documented in the README; keys are only ever added):
 - `queue`: counts (per spool state), bytes_pending, oldest_pending_age_s, registered_today,
   last_error ({clip_id, message, at}), dropped
 - `disk`: data_dir, used_bytes (spool files), free_bytes
-- `fleet`: last_rejection (null until fleet config exists)
+- `fleet`: enabled, group, documents ({target: {version, applied_at}}), last_check,
+  last_error (fetching), last_rejection ({target, version, reason, at} or null)
+
+`ipc-agent status --prometheus` prints the numbers of the same model as Prometheus text.
 
 When the daemon is down, `status` builds the same model from the config and the spool alone,
 with `daemon.running` false and every camera `stopped`.
@@ -34,6 +38,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config import Config
+from agent.service.fleet import FleetStore, status_model
 from agent.spool import NOT_IN_CLOUD, Spool
 
 log = logging.getLogger(__name__)
@@ -117,12 +122,12 @@ def offline_model(config: Config) -> dict[str, Any]:
         ]
         return {
             "daemon": {"running": False, "pid": None, "uptime_s": None, "version": __version__},
-            "config": {"source": config.source, "version": None},
+            "config": {"source": config.source, "version": config.version},
             "cameras": cameras,
             "uploader": None,
             "queue": queue_summary(spool, now) if spool else None,
             "disk": disk_summary(data_dir),
-            "fleet": {"last_rejection": None},
+            "fleet": status_model(config, FleetStore(data_dir).state(), None, None),
         }
     finally:
         if spool:
@@ -208,12 +213,10 @@ def render(model: dict[str, Any]) -> str:
     d = model["daemon"]
     lines = []
     if d["running"]:
-        lines.append(
-            f"ipc-agent {d['version']}: running, pid {d['pid']}, up "
-            f"{_age(d['uptime_s'])}; config {model['config']['source']}"
-        )
+        lines.append(f"ipc-agent {d['version']}: running, pid {d['pid']}, up {_age(d['uptime_s'])}")
     else:
         lines.append(f"ipc-agent {d['version']}: DAEMON NOT RUNNING; showing the spool only")
+    lines.append(f"config version {model['config']['version']}, from {model['config']['source']}")
     lines.append("")
     lines.append(
         f"{'camera':<14}{'state':<13}{'video':<15}{'fps':>5}{'kbit/s':>8}"
@@ -255,10 +258,126 @@ def render(model: dict[str, Any]) -> str:
         )
     disk = model["disk"]
     lines.append(
-        f"disk: {_size(disk['used_bytes'])} in {disk['data_dir']}, "
-        f"{_size(disk['free_bytes'])} free"[:80]
+        f"disk: {_size(disk['used_bytes'])} used, {_size(disk['free_bytes'])} free, "
+        f"in {disk['data_dir']}"
     )
-    rejection = (model.get("fleet") or {}).get("last_rejection")
+    fleet = model.get("fleet") or {}
+    if fleet.get("enabled"):
+        checked = fleet.get("last_check") or "not yet"
+        lines.append(f"fleet: group {fleet.get('group') or '-'}, last check {checked}")
+        if fleet.get("last_error"):
+            lines.append(f"  CANNOT FETCH: {fleet['last_error']}")
+    rejection = fleet.get("last_rejection")
     if rejection:
-        lines.append(f"fleet: last rejected document: {rejection}"[:80])
+        version = f"@{rejection['version']}" if rejection.get("version") is not None else ""
+        lines.append(f"  REFUSED {rejection['target']}{version} at {rejection['at']}:")
+        lines.append(f"    {rejection['reason']}")
     return "\n".join(line[:80] for line in lines)
+
+
+# -- Prometheus --------------------------------------------------------------------------------
+
+
+def _label(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus(model: dict[str, Any]) -> str:
+    """The model's numbers in Prometheus text exposition format (version 0.0.4)."""
+    out: list[str] = []
+
+    def metric(name: str, kind: str, doc: str, samples: list[tuple[dict, Any]]) -> None:
+        out.append(f"# HELP ipc_agent_{name} {doc}")
+        out.append(f"# TYPE ipc_agent_{name} {kind}")
+        for labels, value in samples:
+            if value is None:
+                continue
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            out.append(
+                f"ipc_agent_{name}{{{text}}} {float(value):g}"
+                if text
+                else f"ipc_agent_{name} {float(value):g}"
+            )
+
+    d = model["daemon"]
+    metric("up", "gauge", "1 while the daemon runs", [({}, 1 if d["running"] else 0)])
+    metric("uptime_seconds", "gauge", "daemon uptime", [({}, d.get("uptime_s"))])
+    metric(
+        "info",
+        "gauge",
+        "agent and config version",
+        [({"version": d["version"], "config_version": model["config"]["version"]}, 1)],
+    )
+    cams = model["cameras"]
+    states = ("connecting", "streaming", "reconnecting", "auth-failed", "stalled", "stopped")
+    metric(
+        "camera_state",
+        "gauge",
+        "1 for the camera's current state",
+        [
+            ({"camera": c["name"], "state": st}, int(c["state"] == st))
+            for c in cams
+            for st in sorted({*states, c["state"]})
+        ],
+    )
+    for name, key, doc, kind in (
+        ("camera_restarts_total", "restarts", "restarts of the camera's process", "counter"),
+        ("camera_fps", "fps", "frames per second received", "gauge"),
+        ("camera_bitrate_kbps", "bitrate_kbps", "kbit/s received", "gauge"),
+        ("camera_last_frame_age_seconds", "last_frame_age_s", "age of the last frame", "gauge"),
+        ("camera_clips_today", "clips_today", "clips cut since local midnight", "gauge"),
+    ):
+        metric(name, kind, doc, [({"camera": c["name"]}, c.get(key)) for c in cams])
+    q = model.get("queue")
+    if q:
+        metric(
+            "spool_clips",
+            "gauge",
+            "clips per spool state",
+            [({"state": st}, n) for st, n in q["counts"].items()],
+        )
+        metric(
+            "spool_pending_bytes", "gauge", "bytes not yet in the cloud", [({}, q["bytes_pending"])]
+        )
+        metric(
+            "spool_oldest_pending_seconds",
+            "gauge",
+            "age of the oldest clip not in the cloud",
+            [({}, q["oldest_pending_age_s"])],
+        )
+        metric(
+            "clips_registered_today",
+            "gauge",
+            "clips registered since local midnight",
+            [({}, q["registered_today"])],
+        )
+    u = model.get("uploader")
+    if u and u.get("cloud_reachable") is not None:
+        metric(
+            "cloud_reachable",
+            "gauge",
+            "1 when the cloud answers",
+            [({}, int(bool(u["cloud_reachable"])))],
+        )
+    disk = model["disk"]
+    metric("disk_used_bytes", "gauge", "bytes of clips in the data dir", [({}, disk["used_bytes"])])
+    metric(
+        "disk_free_bytes",
+        "gauge",
+        "free bytes on the data dir's filesystem",
+        [({}, disk["free_bytes"])],
+    )
+    fleet = model.get("fleet") or {}
+    metric(
+        "fleet_document_version",
+        "gauge",
+        "version of each fleet document applied",
+        [({"target": t}, v.get("version")) for t, v in (fleet.get("documents") or {}).items()],
+    )
+    metric(
+        "fleet_rejection",
+        "gauge",
+        "1 while the last fleet document was refused",
+        [({}, int(bool(fleet.get("last_rejection"))))],
+    )
+    return "\n".join(out) + "\n"

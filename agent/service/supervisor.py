@@ -12,7 +12,8 @@ takes down the others or the uploader: each runs in its own process. The supervi
   exits 0;
 - on SIGHUP re-reads the config file: only cameras whose settings changed are restarted
   (added ones started, removed ones stopped), the uploader only if its settings changed; an
-  invalid file is logged and the running config kept;
+  invalid file is logged and the running config kept. An accepted fleet document (a thread
+  here polls for them, see agent/service/fleet.py) is applied the same way;
 - speaks systemd's notify protocol: READY=1 once children are up, WATCHDOG=1 while its own
   loop turns.
 A child that exits 0 has finished on purpose (a file source without `loop`) and stays down.
@@ -31,14 +32,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agent import __version__, logs
 from agent.capture.catalog import SpoolSink
 from agent.capture.pipeline import CameraPipeline, snapshot
 from agent.capture.source import SourceError
-from agent.config import CameraConfig, Config, ConfigError, load
+from agent.config import CameraConfig, Config, ConfigError
+from agent.service.fleet import ConfigSource, FleetAgent, health_summary, status_model
 from agent.service.status import StatusServer, clips_today, disk_summary, iso, queue_summary
 from agent.spool import Spool
 
@@ -50,6 +51,7 @@ BACKOFF = (1.0, 60.0)  # restart backoff: first delay, cap
 HEALTHY_AFTER = 60.0  # s of life after which a child's backoff starts over
 UPLOADER_HANG = 120.0  # s without a heartbeat before the uploader counts as hung
 REPORT_EVERY = 2.0  # s between a child's status snapshots
+ENDED_STATES = ("finished", "failed", "unsupported")  # a camera process that ended shows why
 
 
 class Lifeline(threading.Event):
@@ -115,6 +117,10 @@ def camera_main(config: Config, cam: CameraConfig, heartbeat: Any, reports: Any)
         log.error("%s: %s", cam.name, exc)
     finally:
         spool.close()
+        # The last word for status (finished, unsupported, failed, and why): the periodic
+        # report may never have gone out, e.g. for a file that cannot be opened.
+        with contextlib.suppress(queue.Full):
+            reports.put((time.time(), snapshot(pipe)), timeout=1.0)
     if not stop.is_set():
         log.info("%s: source finished", cam.name)
 
@@ -185,9 +191,11 @@ def sd_notify(message: str) -> bool:
 
 
 class Supervisor:
-    def __init__(self, config: Config, config_path: Path | None = None) -> None:
-        self.config = config
-        self.config_path = config_path
+    def __init__(self, source: ConfigSource) -> None:
+        self.source = source
+        self.config = source.config
+        self.applied_generation = source.generation
+        self.fleet: FleetAgent | None = None
         self.ctx = mp.get_context("spawn")
         self.children: dict[str, Child] = {}
         self.stopping = threading.Event()
@@ -297,17 +305,21 @@ class Supervisor:
     # -- reload --------------------------------------------------------------------------------
 
     def apply_reload(self) -> None:
-        if self.config_path is None:
-            log.warning("SIGHUP: no config file to reload")
-            return
+        """SIGHUP: read the local file (and stored fleet documents) again; check the bucket."""
         try:
-            new = load(self.config_path)
+            self.source.reload()
         except ConfigError as exc:
             log.error("SIGHUP: %s; keeping the running config", exc)
             return
-        if new.agent.data_dir != self.config.agent.data_dir:
-            log.error("SIGHUP: data_dir changed; it takes a restart of the agent to move it")
-            return
+        if self.fleet is not None:
+            self.fleet.force = True
+            self.fleet.wake.set()
+        self.apply_config(f"config reloaded from {self.source.path}")
+
+    def apply_config(self, why: str) -> None:
+        """Bring the children in line with the source's config: restart only what changed."""
+        self.applied_generation = self.source.generation
+        new = self.source.config
         wanted = self.plan(new)
         for name, child in list(self.children.items()):
             if name not in wanted:
@@ -328,7 +340,7 @@ class Supervisor:
                     fresh.restart_at = None
                     self.ask_to_stop(old)
         self.config = new
-        log.info("config reloaded from %s", self.config_path)
+        log.info("%s (version %s)", why, new.version)
 
     @staticmethod
     def _settings(child: Child) -> Any:
@@ -346,6 +358,9 @@ class Supervisor:
         self.started = time.monotonic()
         self.status = StatusServer(self.config.agent.data_dir, self.model)
         self.status.start()
+        if self.config.fleet.enabled and self.source.path is not None:
+            self.fleet = FleetAgent(self.source, lambda: health_summary(self.model()))
+            self.fleet.start()
         self.children = self.plan(self.config)
         for child in self.children.values():
             self.start(child)
@@ -362,6 +377,8 @@ class Supervisor:
             if self.reload.is_set():
                 self.reload.clear()
                 self.apply_reload()
+            if self.source.generation != self.applied_generation:
+                self.apply_config("fleet document applied")
             for child in list(self.children.values()):
                 self.check(child, now)
             if self.watchdog_every and now - self.last_watchdog >= self.watchdog_every:
@@ -409,7 +426,9 @@ class Supervisor:
             state = (
                 snap.get("state", "connecting")
                 if alive
-                else ("restarting" if child.restart_at is not None else "stopped")
+                else "restarting"
+                if child.restart_at is not None
+                else (snap.get("state") if snap.get("state") in ENDED_STATES else "stopped")
             )
             last_packet = snap.get("last_packet_wall")
             cameras.append(
@@ -435,16 +454,22 @@ class Supervisor:
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "version": __version__,
             },
-            "config": {"source": self.config.source, "version": None},
+            "config": {"source": self.config.source, "version": self.config.version},
             "cameras": cameras,
             "uploader": uploader,
             "queue": queue_info,
             "disk": disk_summary(self.config.agent.data_dir),
-            "fleet": {"last_rejection": None},
+            "fleet": (
+                self.fleet.status()
+                if self.fleet is not None
+                else status_model(self.config, {}, None, None)
+            ),
         }
 
     def shutdown(self) -> int:
         sd_notify("STOPPING=1")
+        if self.fleet is not None:
+            self.fleet.stop()
         log.info("stopping: finishing open clips")
         for child in self.children.values():
             self.ask_to_stop(child)
@@ -462,16 +487,17 @@ class Supervisor:
         return 0
 
 
-def run(config: Config, *, once: bool = False, config_path: Path | None = None) -> int:
+def run(source: ConfigSource, *, once: bool = False) -> int:
     """Run every configured camera (and the uploader) until SIGTERM/SIGINT; the exit code.
 
     `once`: also return when every camera has ended by itself (file sources without `loop`);
     for demos, tests and batch imports. Live cameras never end by themselves.
     """
+    config = source.config
     if not config.cameras and config.cloud is None:
         log.error("%s: no [[cameras]] and no [cloud] configured; nothing to do", config.source)
         return 2
     spool = Spool(config.agent.data_dir)
     spool.recover(config.agent.data_dir / "clips")
     spool.close()
-    return Supervisor(config, config_path).run(once=once)
+    return Supervisor(source).run(once=once)
