@@ -14,6 +14,7 @@ from agent.config import (
     ClipSettings,
     CloudSettings,
     ConfigError,
+    FleetSettings,
     MotionSettings,
     UploadSettings,
     dump,
@@ -54,6 +55,7 @@ def test_example_config_loads_and_documents_every_key():
         CameraConfig,
         CloudSettings,
         UploadSettings,
+        FleetSettings,
     ):
         for f in dataclasses.fields(cls):
             if f.name in ("motion", "clip"):
