@@ -26,6 +26,7 @@ else:  # pragma: no cover - Python 3.10 gateways
 
 DEFAULT_CONFIG_PATH = Path("/etc/ipc-agent/agent.toml")
 CAMERA_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # never in a URL or a path we accept
 
 
 class ConfigError(ValueError):
@@ -98,7 +99,14 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class AgentSettings:
-    device_id: str = field(default_factory=socket.gethostname)
+    device_id: str = field(
+        default_factory=socket.gethostname,
+        metadata={
+            # A segment of every object key and the default search-library namespace.
+            "pattern": r"(?!\.\.?$)[A-Za-z0-9_.-]{1,64}",
+            "expect": "1-64 of A-Z a-z 0-9 _ . - (not '.' or '..')",
+        },
+    )
     data_dir: Path = Path("/var/lib/ipc-agent")
     log_level: str = _choice("info", ("debug", "info", "warning", "error"), "log verbosity")
 
@@ -265,6 +273,17 @@ def redact(text: str) -> str:
 # -- validation ------------------------------------------------------------------------------
 
 
+def _shown(raw: Any, limit: int = 60) -> str:
+    """A value as an error message shows it: redacted first, then cut short (a megabyte of
+    junk in a message helps no one; cutting first could leave a password without its "@")."""
+    try:
+        text = repr(raw)
+    except (ValueError, RecursionError):  # an int past str()'s digit limit, absurd nesting
+        text = f"<{type(raw).__name__}>"
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(f: dataclasses.Field) -> str:
     meta = f.metadata
     if "expect" in meta:
@@ -282,13 +301,13 @@ def _describe(f: dataclasses.Field) -> str:
 
 def _value(f: dataclasses.Field, raw: Any, where: str) -> Any:
     def bad() -> ConfigError:
-        return ConfigError(f"{where} = {raw!r}: expected {_describe(f)}")
+        return ConfigError(f"{where} = {_shown(raw)}: expected {_describe(f)}")
 
     typ = f.type
     if "parse" in f.metadata:
         try:
             return f.metadata["parse"](raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise bad() from None
     if typ in (bool, "bool"):
         if not isinstance(raw, bool):
@@ -298,7 +317,7 @@ def _value(f: dataclasses.Field, raw: Any, where: str) -> Any:
         want_int = typ in (int, "int")
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise bad()
-        if want_int and not float(raw).is_integer():
+        if want_int and not (isinstance(raw, int) or raw.is_integer()):
             raise bad()
         lo, hi = f.metadata["range"]
         if not lo <= raw <= hi:
@@ -316,11 +335,11 @@ def _value(f: dataclasses.Field, raw: Any, where: str) -> Any:
 def _build(cls: type, table: Any, where: str, *, base: Any = None, skip: tuple[str, ...] = ()):
     """Build dataclass `cls` from a TOML table, starting from `base` (defaults if None)."""
     if not isinstance(table, Mapping):
-        raise ConfigError(f"[{where}]: expected a table, got {table!r}")
+        raise ConfigError(f"[{where}]: expected a table, got {_shown(table)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
     allowed = ", ".join(fields)
     problems = [
-        f"[{where}]: unknown key {key!r} (allowed: {allowed})"
+        f"[{where}]: unknown key {_shown(key)} (allowed: {allowed})"
         for key in sorted(set(table) - set(fields) - set(skip))
     ]
     values = {}
@@ -348,7 +367,7 @@ def _polygons(raw: Any, where: str) -> tuple[tuple[tuple[float, float], ...], ..
             ok = isinstance(pt, list) and len(pt) == 2
             ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pt)
             if not ok or not all(0.0 <= v <= 1.0 for v in pt):
-                raise ConfigError(f"{msg}; got {pt!r}")
+                raise ConfigError(f"{msg}; got {_shown(pt)}")
             points.append((float(pt[0]), float(pt[1])))
         polys.append(tuple(points))
     return tuple(polys)
@@ -364,10 +383,10 @@ def _camera(raw: Any, index: int, motion: MotionSettings, clip: ClipSettings) ->
     name = raw["name"]
     if not isinstance(name, str) or not CAMERA_NAME.match(name):
         raise ConfigError(
-            f"[{where}] name = {name!r}: expected 1-64 characters of a-z, 0-9, '_' or '-'"
+            f"[{where}] name = {_shown(name)}: expected 1-64 characters of a-z, 0-9, '_' or '-'"
         )
     where = f"cameras.{name}"
-    if not isinstance(raw["url"], str) or not raw["url"].strip():
+    if not isinstance(raw["url"], str) or not raw["url"].strip() or _CONTROL.search(raw["url"]):
         raise ConfigError(f"[{where}] url: expected an rtsp:// URL, a file path or a file:// URL")
     problems: list[str] = []
     parts = (
@@ -410,7 +429,7 @@ def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
 
     allowed = ("agent", "motion", "clip", "cameras", "cloud", "upload", "fleet")
     for name in sorted(set(doc) - set(allowed)):
-        problems.append(f"unknown section {name!r} (allowed: {', '.join(allowed)})")
+        problems.append(f"unknown section {_shown(name)} (allowed: {', '.join(allowed)})")
     agent = checked(lambda: _agent(doc.get("agent", {})), AgentSettings())
     motion = checked(
         lambda: _build(MotionSettings, doc.get("motion", {}), "motion", base=MotionSettings()),
@@ -467,8 +486,8 @@ def _agent(raw: Any) -> AgentSettings:
     data_dir = raw.pop("data_dir", None)
     agent = _build(AgentSettings, raw, "agent", base=AgentSettings())
     if data_dir is not None:
-        if not isinstance(data_dir, str) or not data_dir:
-            raise ConfigError(f"[agent] data_dir = {data_dir!r}: expected a directory path")
+        if not isinstance(data_dir, str) or not data_dir or _CONTROL.search(data_dir):
+            raise ConfigError(f"[agent] data_dir = {_shown(data_dir)}: expected a directory path")
         agent = dataclasses.replace(agent, data_dir=Path(data_dir))
     return agent
 
