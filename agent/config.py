@@ -270,10 +270,7 @@ def redact(text: str) -> str:
     return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
 
 
-# -- validation ------------------------------------------------------------------------------
-
-
-def _shown(raw: Any, limit: int = 60) -> str:
+def shown(raw: Any, limit: int = 60) -> str:
     """A value as an error message shows it: redacted first, then cut short (a megabyte of
     junk in a message helps no one; cutting first could leave a password without its "@")."""
     try:
@@ -287,6 +284,9 @@ def _shown(raw: Any, limit: int = 60) -> str:
 def _describe(f: dataclasses.Field) -> str:
     meta = f.metadata
     if "expect" in meta:
+# -- validation ------------------------------------------------------------------------------
+
+
         return meta["expect"]
     if "choices" in meta:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
@@ -301,7 +301,7 @@ def _describe(f: dataclasses.Field) -> str:
 
 def _value(f: dataclasses.Field, raw: Any, where: str) -> Any:
     def bad() -> ConfigError:
-        return ConfigError(f"{where} = {_shown(raw)}: expected {_describe(f)}")
+        return ConfigError(f"{where} = {shown(raw)}: expected {_describe(f)}")
 
     typ = f.type
     if "parse" in f.metadata:
@@ -335,11 +335,11 @@ def _value(f: dataclasses.Field, raw: Any, where: str) -> Any:
 def _build(cls: type, table: Any, where: str, *, base: Any = None, skip: tuple[str, ...] = ()):
     """Build dataclass `cls` from a TOML table, starting from `base` (defaults if None)."""
     if not isinstance(table, Mapping):
-        raise ConfigError(f"[{where}]: expected a table, got {_shown(table)}")
+        raise ConfigError(f"[{where}]: expected a table, got {shown(table)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
     allowed = ", ".join(fields)
     problems = [
-        f"[{where}]: unknown key {_shown(key)} (allowed: {allowed})"
+        f"[{where}]: unknown key {shown(key)} (allowed: {allowed})"
         for key in sorted(set(table) - set(fields) - set(skip))
     ]
     values = {}
@@ -367,7 +367,7 @@ def _polygons(raw: Any, where: str) -> tuple[tuple[tuple[float, float], ...], ..
             ok = isinstance(pt, list) and len(pt) == 2
             ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pt)
             if not ok or not all(0.0 <= v <= 1.0 for v in pt):
-                raise ConfigError(f"{msg}; got {_shown(pt)}")
+                raise ConfigError(f"{msg}; got {shown(pt)}")
             points.append((float(pt[0]), float(pt[1])))
         polys.append(tuple(points))
     return tuple(polys)
@@ -383,7 +383,7 @@ def _camera(raw: Any, index: int, motion: MotionSettings, clip: ClipSettings) ->
     name = raw["name"]
     if not isinstance(name, str) or not CAMERA_NAME.match(name):
         raise ConfigError(
-            f"[{where}] name = {_shown(name)}: expected 1-64 characters of a-z, 0-9, '_' or '-'"
+            f"[{where}] name = {shown(name)}: expected 1-64 characters of a-z, 0-9, '_' or '-'"
         )
     where = f"cameras.{name}"
     if not isinstance(raw["url"], str) or not raw["url"].strip() or _CONTROL.search(raw["url"]):
@@ -429,7 +429,7 @@ def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
 
     allowed = ("agent", "motion", "clip", "cameras", "cloud", "upload", "fleet")
     for name in sorted(set(doc) - set(allowed)):
-        problems.append(f"unknown section {_shown(name)} (allowed: {', '.join(allowed)})")
+        problems.append(f"unknown section {shown(name)} (allowed: {', '.join(allowed)})")
     agent = checked(lambda: _agent(doc.get("agent", {})), AgentSettings())
     motion = checked(
         lambda: _build(MotionSettings, doc.get("motion", {}), "motion", base=MotionSettings()),
@@ -487,7 +487,7 @@ def _agent(raw: Any) -> AgentSettings:
     agent = _build(AgentSettings, raw, "agent", base=AgentSettings())
     if data_dir is not None:
         if not isinstance(data_dir, str) or not data_dir or _CONTROL.search(data_dir):
-            raise ConfigError(f"[agent] data_dir = {_shown(data_dir)}: expected a directory path")
+            raise ConfigError(f"[agent] data_dir = {shown(data_dir)}: expected a directory path")
         agent = dataclasses.replace(agent, data_dir=Path(data_dir))
     return agent
 

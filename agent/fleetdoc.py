@@ -34,7 +34,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.config import PUSHABLE, Config, ConfigError, parse, parse_toml, redact
+from agent.config import PUSHABLE, Config, ConfigError, parse, parse_toml, shown
 
 MAX_DOC_BYTES = 256 * 1024  # a fleet document is a config fragment: kilobytes, not megabytes
 MAX_SIG_BYTES = 1024
@@ -43,12 +43,6 @@ KINDS = ("group", "device")  # device overrides group
 
 class FleetDocError(ValueError):
     """Why a document was refused, phrased for the operator (never contains a secret)."""
-
-
-def _brief(value: Any, limit: int = 60) -> str:
-    """A value as a message shows it: redacted, then cut short (never a megabyte of echo)."""
-    text = redact(repr(value))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -135,20 +129,20 @@ def parse_doc(data: bytes, expect_target: str | None = None) -> FleetDoc:
     problems = []
     version = doc.pop("version", None)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        problems.append(f"version = {_brief(version)}: expected an integer ≥ 1, raised every time")
+        problems.append(f"version = {shown(version)}: expected an integer ≥ 1, raised every time")
     where = doc.pop("target", None)
     if not isinstance(where, str) or where.split(":", 1)[0] not in KINDS or ":" not in where:
-        problems.append(f'target = {_brief(where)}: expected "group:NAME" or "device:ID"')
+        problems.append(f'target = {shown(where)}: expected "group:NAME" or "device:ID"')
     elif expect_target is not None and where != expect_target:
-        problems.append(f"target = {_brief(where)}: this document is for {expect_target!r}")
+        problems.append(f"target = {shown(where)}: this document is for {expect_target!r}")
     for key in sorted(set(doc) - set(PUSHABLE)):
         problems.append(
-            f"{_brief(key)} is local to each gateway and cannot be pushed "
+            f"{shown(key)} is local to each gateway and cannot be pushed "
             f"(a document may carry version, target, {', '.join(PUSHABLE)})"
         )
     for section in ("motion", "clip", "upload"):
         if section in doc and not isinstance(doc[section], Mapping):
-            problems.append(f"{section} = {_brief(doc[section])}: expected a [{section}] table")
+            problems.append(f"{section} = {shown(doc[section])}: expected a [{section}] table")
     cameras = doc.get("cameras", [])
     if not isinstance(cameras, list) or not all(
         isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in cameras
