@@ -101,6 +101,12 @@ def snapshot(pipe: CameraPipeline) -> dict:
     out["state"] = source.state
     out["last_error"] = source.last_error or out["last_error"]
     out["corrupt_packets"] = source.corrupt_packets
+    if not out["last_error"] and out["decode_errors"] and not out["frames_decoded"]:
+        # Packets arrive but none decodes: status must say so, not just show 0 fps.
+        out["last_error"] = (
+            f"{out['decode_errors']} packets and no frame decoded: the stream lacks its "
+            "parameter sets (SPS/PPS) or is corrupt"
+        )
     return out
 
 

@@ -131,7 +131,9 @@ class Timeline:
         """Session (pts, dts, duration, discontinuity) for a packet's raw timestamps."""
         assert self.time_base is not None, "begin() a connection first"
         raw = dts if dts is not None else pts
-        step = max(self.interval, 1)
+        # Until an interval is learnt (never, for a stream without any timestamps: a raw .h264
+        # file) the packet's own duration is the step; one tick would put every frame at t=0.
+        step = max(self.interval or duration, 1)
         following = 0 if self.last_dts is None else self.last_dts + step
         jump = False
         if raw is None:  # no timestamp at all (some cameras' first frame): one interval on
@@ -180,7 +182,8 @@ class Source:
                 )
             except SourceError as exc:
                 if self.is_file:
-                    self.state = "failed"
+                    self.state = "unsupported" if isinstance(exc, UnsupportedStream) else "failed"
+                    self.last_error = str(exc)
                     raise
                 # Wrong credentials or a stream we cannot record need a person: retry slowly.
                 slow = isinstance(exc, (AuthError, UnsupportedStream))
@@ -242,9 +245,9 @@ class Source:
                 if isinstance(exc, av.error.InvalidDataError) and self.is_file:
                     # A corrupt file region: the demuxer cannot go on from here.
                     self.corrupt_packets += 1
-                    raise SourceError(
-                        f"{redact(self.cam.url)}: corrupt data: {_reason(exc)}"
-                    ) from None
+                    self.state = "failed"
+                    self.last_error = f"{redact(self.cam.url)}: corrupt data: {_reason(exc)}"
+                    raise SourceError(self.last_error) from None
                 self.last_error = _reason(exc)
                 return
             if pkt.size == 0:
