@@ -50,7 +50,9 @@ never looks at the video), score = share of query words found.
     ``InternalError``), ``"unavailable"`` (503 ``ServiceUnavailable``), ``"throttle"`` (400
     ``Throttling.User``, as Alibaba's gateway answers flow control), ``"delay"`` (the action
     takes effect at once, the answer comes ``"delay"`` seconds later), ``"drop"`` (connection
-    closed without an answer; with ``"process": true`` after the action took effect).
+    closed without an answer; with ``"process": true`` after the action took effect),
+    ``"raw"`` (answer ``"body"`` repeated ``"repeat"`` times, as ``"content_type"`` with
+    ``"status"`` (200): HTML error pages, malformed or incomplete JSON, huge bodies).
     ``"status"``, ``"code"``, ``"message"`` override the error answer.
   - ``{"op": "clear_faults"}``
   - ``{"op": "duplicate_insert", "mode": "reject"|"accept"}`` — a second insert of a MediaId:
@@ -146,6 +148,7 @@ FAULT_KINDS = {
     "throttle": "Throttling.User",
     "delay": None,
     "drop": None,
+    "raw": None,
 }
 
 _AUTH_RE = re.compile(
@@ -604,6 +607,16 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _send_raw(self, fault: dict[str, Any]) -> None:
+        chunk = fault["body"].encode("utf-8")
+        with contextlib.suppress(OSError):
+            self.send_response(fault["status"] or 200)
+            self.send_header("Content-Type", fault["content_type"])
+            self.send_header("Content-Length", str(len(chunk) * fault["repeat"]))
+            self.end_headers()
+            for _ in range(fault["repeat"]):
+                self.wfile.write(chunk)
+
     def _drop(self) -> None:
         self.close_connection = True
         with contextlib.suppress(OSError):
@@ -665,6 +678,11 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.record(action, err.status, err.code, has_token)
             self._send_error(err, request_id)
+            return
+        if fault is not None and fault["kind"] == "raw":  # not what the API answers at all
+            with state.lock:
+                state.record(action, fault["status"] or 200, "raw", has_token)
+            self._send_raw(fault)
             return
         if fault is not None and fault["kind"] == "drop" and not fault.get("process"):
             with state.lock:
@@ -778,6 +796,10 @@ def control(state: State, op: dict[str, Any]) -> None:
                 "status": op.get("status"),
                 "code": op.get("code"),
                 "message": op.get("message"),
+                # kind "raw": the answer's exact bytes (body x repeat) and content type
+                "body": str(op.get("body", "")),
+                "repeat": int(op.get("repeat", 1)),
+                "content_type": str(op.get("content_type", "text/html")),
             }
         )
     elif kind == "clear_faults":

@@ -46,7 +46,9 @@ Control endpoints (JSON; paths starting ``/__`` can never be a bucket):
   ``GET`` lists the faults; ``DELETE`` removes them all and releases held requests.
   Kinds: ``"status"`` (answer ``status``/``code``, default 503 ServiceUnavailable, without
   forwarding), ``"reset"`` (TCP RST, no answer), ``"stall"`` (hold the request unanswered until
-  the faults are cleared or ``seconds`` passed, then reset it; never forwarded), ``"delay"``
+  the faults are cleared or ``seconds`` passed, then reset it; never forwarded), ``"raw"``
+  (answer ``status`` with ``body`` repeated ``repeat`` times as ``content_type``: an HTML
+  error page, malformed XML, a huge body; never forwarded), ``"delay"``
   (wait ``seconds``, then forward), ``"bad-crc"`` (forward, then report a wrong CRC-64).
   ``count``: how many requests it hits (default 1; ``null`` = until cleared).
   ``match`` (all given must hold): ``method``, ``op`` (e.g. ``"UploadPart"``), ``key``,
@@ -226,7 +228,7 @@ class _Reject(Exception):
 class _Fault:
     def __init__(self, fid: int, spec: dict[str, Any]) -> None:
         kind = spec.get("kind")
-        if kind not in ("status", "reset", "stall", "delay", "bad-crc"):
+        if kind not in ("status", "reset", "stall", "delay", "bad-crc", "raw"):
             raise ValueError(f"unknown fault kind {kind!r}")
         self.id = fid
         self.kind: str = kind
@@ -237,6 +239,10 @@ class _Fault:
         self.seconds = float(spec.get("seconds", 0 if kind == "delay" else 3600))
         self.hits = 0
         self.released = threading.Event()
+        # kind "raw": answer exactly this (body x repeat), nothing like OSS's XML
+        self.body = str(spec.get("body", "")).encode()
+        self.repeat = int(spec.get("repeat", 1))
+        self.content_type = str(spec.get("content_type", "text/html"))
 
     def matches(self, rec: dict[str, Any]) -> bool:
         m = self.match
@@ -458,6 +464,11 @@ class _Handler(BaseHTTPRequestHandler):
                 fault.released.wait(fault.seconds)
                 rec["status"] = "reset"
                 self._reset()
+                return
+            if fault.kind == "raw":
+                rec["status"], rec["code"] = fault.status, "raw"
+                headers = {"Content-Type": fault.content_type, "x-oss-request-id": rid}
+                self._send(fault.status, headers, fault.body * fault.repeat, head=head)
                 return
             if fault.kind == "status":
                 rec["status"], rec["code"] = fault.status, fault.code
@@ -903,8 +914,10 @@ class FakeOss:
         status: int = 503,
         code: str = "ServiceUnavailable",
         seconds: float | None = None,
+        **raw: Any,
     ) -> int:
-        """Inject a fault (kinds in the module doc); returns its id."""
+        """Inject a fault (kinds in the module doc); returns its id. ``raw``: ``body``,
+        ``repeat``, ``content_type`` of a ``"raw"`` answer."""
         match = {
             k: v
             for k, v in {"method": method, "op": op, "key": key, "params": params}.items()
@@ -919,6 +932,7 @@ class FakeOss:
         }
         if seconds is not None:
             spec["seconds"] = seconds
+        spec.update(raw)
         return self._control("POST", "/__faults", spec)["id"]
 
     def clear_faults(self) -> None:

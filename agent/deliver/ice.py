@@ -68,6 +68,8 @@ API_VERSION = "2020-11-09"
 DEFAULT_TIMEOUT = 10.0
 #: SearchMediaByHybrid: "The number of entries per page. Valid values: 1 to 50."
 MAX_PAGE_SIZE = 50
+#: Our answers are a few kB; a bigger body is a proxy's or portal's page, not worth the memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 ParamValue = str | int | float | bool | Mapping[str, Any] | list[Any] | None
 
@@ -351,6 +353,24 @@ def _is_false(value: Any) -> bool:
     return value is False or (isinstance(value, str) and value.lower() == "false")
 
 
+def _items(body: Mapping[str, Any], key: str, action: str) -> list[Any]:
+    """A list field of an answer ([] when absent); another type is a broken answer, which
+    must become a typed error, not a TypeError that ends an upload worker."""
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise IceServerError(f"unexpected answer: {key} is not a list", action=action)
+    return value
+
+
+def _count(value: Any, action: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise IceServerError(f"unexpected answer: Total = {value!r:.40}", action=action) from None
+
+
 def _opt_float(value: Any) -> float | None:
     try:
         return None if value is None else float(value)
@@ -436,7 +456,18 @@ class IceClient:
         url = f"{self._base}/?{qs}" if qs else f"{self._base}/"
         started = time.monotonic()
         try:
-            response = self._http.post(url, headers=signed.headers, content=b"")
+            with self._http.stream("POST", url, headers=signed.headers, content=b"") as answer:
+                data = bytearray()
+                for chunk in answer.iter_bytes():  # decoded (gzip) already
+                    data += chunk
+                    if len(data) > MAX_ANSWER_BYTES:
+                        raise IceServerError(
+                            f"answer larger than {MAX_ANSWER_BYTES} bytes",
+                            status=answer.status_code,
+                            action=action,
+                        )
+            kept = {"content-type": answer.headers.get("content-type", "")}
+            response = httpx.Response(answer.status_code, headers=kept, content=bytes(data))
         except httpx.TimeoutException as exc:
             raise IceTimeout(f"no answer in time ({type(exc).__name__})", action=action) from exc
         except httpx.TransportError as exc:
@@ -499,7 +530,7 @@ class IceClient:
                 status=item.get("IndexStatus"),
                 readiness=item.get("IndexReadiness"),
             )
-            for item in body.get("IndexInfo") or ()
+            for item in _items(body, "IndexInfo", "QuerySearchLib")
             if isinstance(item, dict)
         )
         return SearchLib(
@@ -602,16 +633,16 @@ class IceClient:
                         end=_opt_float(clip.get("To")),
                         score=_opt_float(clip.get("Score")),
                     )
-                    for clip in item.get("ClipInfo") or ()
+                    for clip in _items(item, "ClipInfo", "SearchMediaByHybrid")
                     if isinstance(clip, dict)
                 ),
             )
-            for item in body.get("MediaList") or ()
+            for item in _items(body, "MediaList", "SearchMediaByHybrid")
             if isinstance(item, dict)
         )
         total = body.get("Total")
         return SearchResult(
-            total=int(total) if total is not None else len(hits),
+            total=_count(total, "SearchMediaByHybrid") if total is not None else len(hits),
             hits=hits,
             request_id=body.get("RequestId"),
         )
@@ -626,7 +657,7 @@ class IceClient:
                 gmt_submit=item.get("GmtSubmit"),
                 gmt_finish=item.get("GmtFinish"),
             )
-            for item in body.get("IndexJobInfoList") or ()
+            for item in _items(body, "IndexJobInfoList", "QueryMediaIndexJob")
             if isinstance(item, dict)
         )
         return MediaIndexJobs(media_id=media_id, jobs=jobs, request_id=body.get("RequestId"))

@@ -102,6 +102,13 @@ def keys_for(row: dict[str, Any], cloud: CloudSettings, device_id: str) -> tuple
     return key(".mp4"), [key(f"_{i}.jpg") for i in range(count)]
 
 
+def _now_in(row: dict[str, Any]) -> tuple[str, ...]:
+    """The states a claimed row can be in when its step fails: as claimed, or moved on from
+    pending to uploading by the step itself (a guard on the claimed state alone would miss
+    it, leaving the clip "uploading" and retried at once, forever)."""
+    return (row["state"], "uploading") if row["state"] == "pending" else (row["state"],)
+
+
 def backoff(attempts: int, cap: float, rng: random.Random) -> float:
     """Exponential (1 s, 2 s, 4 s ...) capped, with jitter so a fleet does not retry in step."""
     return min(cap, 2.0 ** max(attempts, 0)) * rng.uniform(0.5, 1.0)
@@ -199,7 +206,7 @@ class Uploader:
             self._failed(spool, row, exc)
         except FileNotFoundError as exc:
             spool.advance(
-                row["id"], (row["state"],), "failed", reason=f"local file missing: {exc.filename}"
+                row["id"], _now_in(row), "failed", reason=f"local file missing: {exc.filename}"
             )
             log.error(
                 "clip %s: local file missing (%s); marked failed", row["clip_id"], exc.filename
@@ -314,14 +321,16 @@ class Uploader:
             self.health = Health()
 
     def _failed(self, spool: Spool, row: dict[str, Any], exc: Exception) -> None:
+        # Any 403 is "not allowed": a proxy's HTML page carries no OSS code, and failing
+        # clips for it would need every one re-queued by hand once the cause is fixed.
         auth = isinstance(exc, (IceAuthError, IceCredentialsError, CredentialsError)) or (
-            isinstance(exc, OssError) and exc.code in OSS_AUTH_CODES
+            isinstance(exc, OssError) and (exc.code in OSS_AUTH_CODES or exc.status == 403)
         )
         retryable = auth or getattr(exc, "retryable", False)
         now = self.clock()
         self.last_error = (now, str(exc))
         if not retryable:
-            spool.advance(row["id"], (row["state"],), "failed", reason=str(exc))
+            spool.advance(row["id"], _now_in(row), "failed", reason=str(exc))
             log.error("clip %s failed (not retryable): %s", row["clip_id"], exc)
             return
         spool.defer(
