@@ -281,12 +281,12 @@ def shown(raw: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _describe(f: dataclasses.Field) -> str:
-    meta = f.metadata
-    if "expect" in meta:
 # -- validation ------------------------------------------------------------------------------
 
 
+def _describe(f: dataclasses.Field) -> str:
+    meta = f.metadata
+    if "expect" in meta:
         return meta["expect"]
     if "choices" in meta:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
