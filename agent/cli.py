@@ -54,8 +54,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.service.fleet import ConfigSource
     from agent.service.supervisor import run
 
-    source = ConfigSource(Path(args.config or DEFAULT_CONFIG_PATH))
+    path = Path(args.config or DEFAULT_CONFIG_PATH)
+    source = ConfigSource(path)
     logs.setup(source.config.agent.log_level)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o004:  # camera URLs carry passwords: root:ipc-agent 0640, as install.sh sets
+        log.warning(
+            "%s is readable by every user (mode %03o) and may hold camera passwords; "
+            "chmod 640 it (owner root, group ipc-agent)",
+            path,
+            mode,
+        )
     return run(source, once=args.once)
 
 

@@ -128,7 +128,7 @@ def utc_iso(epoch: float) -> str:
 class Spool:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # clips: no peeking
         self.path = self.data_dir / "spool.db"
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db = sqlite_utils.Database(conn)
