@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 
 JPEG_QSCALE = 3  # MJPEG quantiser: 2 is near-lossless, 5 visibly soft; 3 keeps detail for search
 
@@ -17,11 +18,18 @@ def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def prepare(frame: av.VideoFrame, max_side: int) -> av.VideoFrame:
-    """The frame at JPEG size and format; cheap (no copy) when it is already small enough."""
+def prepare(
+    frame: av.VideoFrame, max_side: int, reformatter: VideoReformatter | None = None
+) -> av.VideoFrame:
+    """The frame at JPEG size and format; cheap (no copy) when it is already small enough.
+
+    A caller that prepares many frames passes its own `reformatter`, which keeps the scaler
+    set up between frames (half the cost of a fresh one each time)."""
     w, h = target_size(frame.width, frame.height, max_side)
     if (w, h) == (frame.width, frame.height) and frame.format.name in ("yuv420p", "yuvj420p"):
         return frame
+    if reformatter is not None:
+        return reformatter.reformat(frame, width=w, height=h, format="yuvj420p")
     return frame.reformat(width=w, height=h, format="yuvj420p")
 
 

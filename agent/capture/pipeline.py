@@ -4,17 +4,21 @@ the capture stages; each of them stays ignorant of the others.
 Per packet, in this order:
 1. the segmenter sees its time (it may end or split the open clip *before* this packet);
 2. the packet goes into the buffer and, if a clip is open, into the clip;
-3. it is decoded; if an analysis is due, the luma plane goes to the detector, whose verdict
+3. the gate sees its size (agent/capture/gate.py): asleep, only keyframes are decoded;
+   woken, the buffered packets are decoded again from a keyframe on (catch-up);
+4. it is decoded; if an analysis is due, the luma plane goes to the detector, whose verdict
    goes back to the segmenter (it may start a clip, which then takes the buffered packets);
-4. frames with motion are offered as keyframe candidates.
+5. frames with motion are offered as keyframe candidates.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +26,10 @@ from typing import Protocol
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from agent.capture import jpeg
+from agent.capture.gate import Gate
 from agent.capture.keyframes import Candidate, KeyframePicker, quality, sharpness
 from agent.capture.motion import MotionDetector, MotionResult
 from agent.capture.recorder import ClipWriter, MediaPacket, PacketBuffer, WrittenClip, publish
@@ -32,6 +38,8 @@ from agent.capture.source import Connection, Source
 from agent.config import CameraConfig
 
 log = logging.getLogger(__name__)
+
+CANDIDATE_WINDOW = 1.0  # s; of the frames with motion in each window, one keyframe candidate
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,9 @@ class CameraStats:
     last_packet_wall: float | None = None
     frames_decoded: int = 0
     frames_analysed: int = 0
+    frames_skipped: int = 0  # not decoded: the gate was asleep
+    gate: str = "off"  # the gate's state: asleep, why awake, or why it decodes everything
+    gate_wakes: int = 0
     decode_errors: int = 0
     clips: int = 0
     clips_refused: int = 0  # events not recorded because the sink refused (disk full)
@@ -100,13 +111,13 @@ def snapshot(pipe: CameraPipeline) -> dict:
     source = pipe.source
     out["state"] = source.state
     out["last_error"] = source.last_error or out["last_error"]
-    out["corrupt_packets"] = source.corrupt_packets
     if not out["last_error"] and out["decode_errors"] and not out["frames_decoded"]:
         # Packets arrive but none decodes: status must say so, not just show 0 fps.
         out["last_error"] = (
             f"{out['decode_errors']} packets and no frame decoded: the stream lacks its "
             "parameter sets (SPS/PPS) or is corrupt"
         )
+    out["corrupt_packets"] = source.corrupt_packets
     return out
 
 
@@ -150,6 +161,16 @@ class CameraPipeline:
         self.stats.state = self.source.state
 
 
+@dataclass
+class _Mark:
+    """Detection state just before a keyframe analysed while the gate slept: where a catch-up
+    starts over from."""
+
+    t: float
+    detector: MotionDetector | None
+    next_analysis: float
+
+
 class _Session:
     """One connection's worth of state: decoder, detector, buffer, segmenter, open clip."""
 
@@ -163,11 +184,19 @@ class _Session:
         self.burst_gap = max(0.6, 2.5 / self.cam.motion.detect_fps)
         self.segmenter = Segmenter(self.cam.clip, self.burst_gap)
         self.picker = KeyframePicker(self.cam.clip.keyframes)
+        self.pending: Candidate | None = None  # the best frame of the current candidate window
+        self.window_start = 0.0
+        self.reformatter = VideoReformatter()
         self.detector: MotionDetector | None = None
         self.clip: _OpenClip | None = None
         self.current: MediaPacket | None = None  # the packet being processed
         self.next_analysis = -1.0
         self.interval = 1.0 / self.cam.motion.detect_fps
+        # No skip_loop_filter: it saves a fifth of the decoding, but the undeblocked frames drift
+        # within a GOP and snap back at each keyframe, which reads as motion (false clips on the
+        # light-switch scenes, events held open long after people left).
+        self.gate = self._new_gate()
+        self.marks: deque[_Mark] = deque(maxlen=2)
         stats = pipe.stats
         stats.codec = conn.codec
         stats.width, stats.height = conn.size
@@ -183,11 +212,23 @@ class _Session:
             # End of stream, stop request or error: what was recorded becomes a clip.
             self._apply(self.segmenter.finish())  # ends any open clip
 
+    def _new_gate(self) -> Gate | None:
+        m = self.cam.motion
+        self.pipe.stats.gate = m.gate
+        if m.gate == "off":
+            return None
+        # Awake after motion for the post-roll, and long enough to see a burst become an event.
+        hold = max(self.cam.clip.post_roll, self.cam.clip.min_event + self.burst_gap)
+        return Gate(m.gate_threshold, m.gate_probe, hold)
+
     def _restart(self) -> None:
         self._apply(self.segmenter.finish())
         self.segmenter = Segmenter(self.cam.clip, self.burst_gap)
         self.buffer.clear()
         self.picker.clear()
+        self.pending = None
+        self.gate = self._new_gate()
+        self.marks.clear()
 
     def _packet(self, mp: MediaPacket) -> None:
         stats = self.pipe.stats
@@ -199,23 +240,96 @@ class _Session:
         self.buffer.push(mp)
         if self.clip is not None:
             self.clip.writer.write(mp)
+        gate = self.gate
+        if gate is None:
+            self._decode(mp)
+        else:
+            wake = gate.packet(
+                mp.t, mp.packet.size, mp.key, mp.pts * mp.time_base, self.segmenter.recording
+            )
+            if wake is not None:
+                self._catch_up(wake.since, wake.reason)
+            elif gate.awake:
+                self.marks.clear()
+                self._decode(mp)
+            elif mp.key:
+                self._keyframe(mp)
+            else:
+                stats.frames_skipped += 1
+                self._due(mp.t)  # the analysis schedule runs on as if the frame was decoded
+            if self.gate is not None:
+                stats.gate, stats.gate_wakes = self.gate.mode, self.gate.wakes
+        self.buffer.trim(self.segmenter.horizon(), self.marks[0].t if self.marks else None)
+
+    def _frames(self, mp: MediaPacket) -> list[av.VideoFrame]:
+        stats = self.pipe.stats
         try:
             frames = self.decoder.decode(mp.packet)
         except av.error.InvalidDataError:
             stats.decode_errors += 1
-            return
+            return []
         except av.FFmpegError as exc:
             stats.decode_errors += 1
             log.debug("%s: decode error at %.2f s: %s", self.cam.name, mp.t, exc)
-            return
-        for frame in frames:
-            stats.frames_decoded += 1
-            if mp.t >= self.next_analysis:
-                self.next_analysis = max(self.next_analysis + self.interval, mp.t - self.interval)
+            return []
+        stats.frames_decoded += len(frames)
+        return frames
+
+    def _due(self, t: float) -> bool:
+        """Is an analysis due at `t`? (Advances the schedule when it is.)"""
+        if t < self.next_analysis:
+            return False
+        self.next_analysis = max(self.next_analysis + self.interval, t - self.interval)
+        return True
+
+    def _decode(self, mp: MediaPacket) -> None:
+        for frame in self._frames(mp):
+            # A catch-up without a mark to start over from decodes frames already analysed.
+            last = None if self.detector is None else self.detector.last_t
+            seen = last is not None and last >= mp.t
+            if self._due(mp.t) and not seen:
                 self._analyse(frame, mp)
-        self.buffer.trim(self.segmenter.horizon())
+
+    def _keyframe(self, mp: MediaPacket) -> None:
+        """A keyframe while the gate sleeps: analysed always; anything seen wakes the gate."""
+        self.marks.append(_Mark(mp.t, copy.deepcopy(self.detector), self.next_analysis))
+        for frame in self._frames(mp):
+            self._due(mp.t)
+            luma, result = self._detect(frame, mp)
+            det = self.detector
+            assert det is not None
+            hint = result.score * det.valid_count >= 0.5 * det.min_pixels
+            quiet = result.warming_up or not (result.motion or result.global_change or hint)
+            wake = None if self.gate is None else self.gate.keyframe(mp.t, quiet)
+            if wake is not None:
+                self._catch_up(wake.since, wake.reason)
+                return
+            self._use(frame, luma, result, mp)
+
+    def _catch_up(self, since: float, reason: str) -> None:
+        """The gate woke: decode (and analyse) the buffered packets from keyframe `since` on."""
+        mark = next((m for m in self.marks if abs(m.t - since) < 1e-9), None)
+        self.marks.clear()
+        if mark is not None:  # start over from the detection state before that keyframe
+            self.detector, self.next_analysis = mark.detector, mark.next_analysis
+        packets = self.buffer.since(since)
+        log.debug(
+            "%s: gate woke at %.2f s (%s); decoding %d packets from %.2f s",
+            self.cam.name,
+            self.current.t if self.current else since,
+            reason,
+            len(packets),
+            since,
+        )
+        self.decoder.flush_buffers()
+        for p in packets:
+            self._decode(p)
 
     def _analyse(self, frame: av.VideoFrame, mp: MediaPacket) -> None:
+        luma, result = self._detect(frame, mp)
+        self._use(frame, luma, result, mp)
+
+    def _detect(self, frame: av.VideoFrame, mp: MediaPacket) -> tuple[np.ndarray, MotionResult]:
         t = mp.t
         luma = luma_plane(frame)
         if self.detector is None or self.detector.size != (frame.width, frame.height):
@@ -228,10 +342,18 @@ class _Session:
                 self.cam.motion, frame.width, frame.height, self.cam.mask
             )
             self.pipe.stats.width, self.pipe.stats.height = frame.width, frame.height
-        result = self.detector.analyse(luma, t)
+        return luma, self.detector.analyse(luma, t)
+
+    def _use(
+        self, frame: av.VideoFrame, luma: np.ndarray, result: MotionResult, mp: MediaPacket
+    ) -> None:
+        """A verdict goes to the segmenter and the gate; a frame with motion may be a keyframe."""
+        t = mp.t
         self.pipe.stats.frames_analysed += 1
         if result.motion:
             self.pipe.stats.last_motion_wall = mp.wall
+        if self.gate is not None:
+            self.gate.motion(t, result.motion)
         self._apply(self.segmenter.motion(t, result.motion))
         if self.clip is not None:
             self.clip.scores.append(result.score)
@@ -239,13 +361,23 @@ class _Session:
             self._offer_keyframe(frame, luma, result)
 
     def _offer_keyframe(self, frame: av.VideoFrame, luma: np.ndarray, r: MotionResult) -> None:
+        """Keep the best frame of each CANDIDATE_WINDOW; only that one is resized for the pool,
+        not every analysed frame of a long event (the decoder keeps the held frame's buffer)."""
         score = quality(r.score, sharpness(luma, r.box))
-        if not self.picker.would_keep(r.t, score):
+        if self.pending is not None and r.t - self.window_start >= CANDIDATE_WINDOW:
+            self._flush_candidate()
+        if self.pending is None:
+            self.window_start = r.t
+        if self.pending is None or score > self.pending.score:
+            assert self.detector is not None and self.detector.last_frame is not None
+            self.pending = Candidate(r.t, score, self.detector.last_frame.copy(), frame)
+
+    def _flush_candidate(self) -> None:
+        cand, self.pending = self.pending, None
+        if cand is None or not self.picker.would_keep(cand.t, cand.score):
             return
-        assert self.detector is not None and self.detector.background is not None
-        thumb = self.detector.last_frame.copy()
-        image = jpeg.prepare(frame, self.cam.clip.keyframe_size)
-        self.picker.add(Candidate(r.t, score, thumb, image))
+        cand.image = jpeg.prepare(cand.image, self.cam.clip.keyframe_size, self.reformatter)
+        self.picker.add(cand)
 
     def _apply(self, decisions: list[Decision]) -> None:
         for d in decisions:
@@ -289,6 +421,7 @@ class _Session:
             return
         event_start = min(max(clip.event_start, written.start), written.end)
         event_end = min(max(event_end, event_start), written.end)
+        self._flush_candidate()
         chosen = self.picker.pick(written.start, written.end)
         keyframes = []
         for i, cand in enumerate(chosen):

@@ -244,11 +244,10 @@ class Supervisor:
             except (queue.Empty, OSError, ValueError):
                 return
             prev, prev_at = child.latest, child.latest_at
-            if prev_at is not None and at > prev_at and "frames_decoded" in snap:
+            if prev_at is not None and at > prev_at and "packets" in snap:
+                # Frames received, not decoded: the gate decodes little of a static scene.
                 dt = at - prev_at
-                snap["fps"] = max(
-                    0.0, (snap["frames_decoded"] - prev.get("frames_decoded", 0)) / dt
-                )
+                snap["fps"] = max(0.0, (snap["packets"] - prev.get("packets", 0)) / dt)
                 snap["bitrate_kbps"] = max(
                     0.0, (snap["bytes"] - prev.get("bytes", 0)) * 8 / dt / 1e3
                 )
