@@ -4,9 +4,12 @@
 For each input (1080p 15 fps ~4 Mbps H.264: a static scene, 15 % motion, continuous motion) it
 runs, alternately and `--repeat` times each, in fresh child processes:
   - reference: PyAV decoding every frame single-threaded, nothing else;
-  - replay:    `agent.replay.replay` on the same file (demux, decode, detect, cut, keyframes).
+  - replay:    `agent.replay.replay` on the same file (demux, decode, detect, cut, keyframes)
+               with the default settings: the compressed-domain gate on;
+  - full:      the same with `gate = "off"`: every frame decoded.
 Each child reports the CPU seconds of its work (process time, all threads) and its peak RSS.
-The script prints medians, CPU seconds per second of video, and the ratio replay/reference.
+The script prints medians, CPU seconds per second of video, and the ratios replay/reference
+and full/reference (each run's ratio against the reference run just before it).
 This machine is shared and noisy: compare ratios, not absolute seconds.
 
 Delivery (`--only delivery`): a backlog of `--clips` clips (1 MB video + 4 small JPEGs each)
@@ -60,19 +63,21 @@ CHILD_REPLAY = (
     + """
 import json, sys, tempfile, time
 from pathlib import Path
+from agent.config import Config, MotionSettings
 from agent.replay import replay
+config = Config(motion=MotionSettings(gate=sys.argv[2]))
 with tempfile.TemporaryDirectory() as out:
     t0 = time.process_time()
-    clips = replay(Path(sys.argv[1]), Path(out))
+    clips = replay(Path(sys.argv[1]), Path(out), config)
     cpu = time.process_time() - t0
 print(json.dumps({"cpu": cpu, "clips": len(clips), "rss_mb": peak_rss_mb()}))
 """
 )
 
 
-def child(code: str, video: Path) -> dict:
+def child(code: str, video: Path, *args: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", code, str(video)], check=True, capture_output=True, text=True
+        [sys.executable, "-c", code, str(video), *args], check=True, capture_output=True, text=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -233,14 +238,16 @@ def main() -> int:
     print(f"generating inputs in {CACHE} (cached) ...", file=sys.stderr)
     results = []
     for name, video in inputs(args.duration):
-        ref, rep = [], []
+        ref, rep, full = [], [], []
         for i in range(args.repeat):
             print(f"  {name}: run {i + 1}/{args.repeat}", file=sys.stderr)
             ref.append(child(CHILD_REFERENCE, video))
-            rep.append(child(CHILD_REPLAY, video))
+            rep.append(child(CHILD_REPLAY, video, "auto"))
+            full.append(child(CHILD_REPLAY, video, "off"))
         ref_cpu = statistics.median(r["cpu"] for r in ref)
         rep_cpu = statistics.median(r["cpu"] for r in rep)
         ratios = [b["cpu"] / a["cpu"] for a, b in zip(ref, rep, strict=True)]
+        full_ratios = [b["cpu"] / a["cpu"] for a, b in zip(ref, full, strict=True)]
         results.append(
             {
                 "input": name,
@@ -250,7 +257,10 @@ def main() -> int:
                 "ratio_median": statistics.median(ratios),
                 "ratio_min": min(ratios),
                 "ratio_max": max(ratios),
+                "full_cpu_per_s": statistics.median(r["cpu"] for r in full) / args.duration,
+                "full_ratio_median": statistics.median(full_ratios),
                 "clips": rep[0]["clips"],
+                "full_clips": full[0]["clips"],
                 "replay_peak_rss_mb": max(r["rss_mb"] for r in rep),
                 "reference_peak_rss_mb": max(r["rss_mb"] for r in ref),
             }
@@ -260,16 +270,19 @@ def main() -> int:
         return 0
     print(f"\n1080p15 H.264 ~4 Mbps, {args.duration:g} s per input, median of {args.repeat} runs")
     print(
-        f"{'input':<14}{'decode':>10}{'replay':>10}{'ratio':>8}{'(min-max)':>14}"
-        f"{'clips':>7}{'RSS MB':>9}{'(decode)':>10}"
+        f"{'input':<14}{'decode':>8}{'replay':>8}{'ratio':>7}{'(min-max)':>12}"
+        f"{'full':>7}{'ratio':>7}{'clips':>7}{'RSS MB':>8}{'(decode)':>9}"
     )
     for r in results:
         print(
-            f"{r['input']:<14}{r['reference_cpu_per_s']:>10.3f}{r['replay_cpu_per_s']:>10.3f}"
-            f"{r['ratio_median']:>7.2f}x{r['ratio_min']:>7.2f}-{r['ratio_max']:<5.2f}"
-            f"{r['clips']:>7}{r['replay_peak_rss_mb']:>9.0f}{r['reference_peak_rss_mb']:>10.0f}"
+            f"{r['input']:<14}{r['reference_cpu_per_s']:>8.3f}{r['replay_cpu_per_s']:>8.3f}"
+            f"{r['ratio_median']:>6.2f}x{r['ratio_min']:>6.2f}-{r['ratio_max']:<5.2f}"
+            f"{r['full_cpu_per_s']:>7.3f}{r['full_ratio_median']:>6.2f}x"
+            f"{r['clips']:>4}/{r['full_clips']:<2}{r['replay_peak_rss_mb']:>8.0f}"
+            f"{r['reference_peak_rss_mb']:>9.0f}"
         )
-    print("decode/replay: CPU seconds per second of video; ratio: replay / plain decoding;")
+    print("decode/replay/full: CPU seconds per second of video; ratio: against plain decoding;")
+    print("replay: gate on (default), full: gate off; clips: gate on/off;")
     print("RSS: peak resident memory of the replay process (and of the decode-only one)")
     return 0
 
