@@ -18,19 +18,37 @@ drained by the uploader (`--concurrency` workers) to the local OSS and ICE test 
 per second until every clip is registered, and the uploader's CPU seconds per clip (this
 process only; the servers run in their own processes). Needs the test extras (moto).
 
-Usage: .venv/bin/python scripts/bench.py [--only capture|delivery] [--repeat 5] [--duration 60]
-       [--clips 1000] [--concurrency 4] [--json]
-Stdlib and the agent package only (plus the test servers for delivery).
+Scale (`--only scale`): the real daemon (`python -m agent run`, no [cloud], data_dir in a temp
+dir) with N file cameras (the 15 % motion input, `realtime = true`, `loop = true`) for each N
+of `--cameras`, measured for `--seconds` after start-up: CPU of the supervisor and its whole
+process tree (utime + stime from /proc, sampled at start and end), the supervisor's own CPU,
+the largest camera process's peak RSS (VmHWM), and whether the cameras keep up: their frame
+rate and frame age in the status model, how long after its last frame each clip was written,
+and the clips cut against the scene's schedule.
+
+Motion daemon (`--only motion-daemon`): the same input served over RTSP by the test server
+(tests/rtsp.py, needs GStreamer under /usr/bin/python3) to Debian's `motion` (4.5; built-in
+defaults but for `event_gap`, which defaults to 60 s and would merge every event; events
+logged by its on_event_start/on_event_end hooks) and to the agent (one RTSP camera), both at
+once for `--seconds`: CPU (process trees), peak RSS, and the events each finds against the
+scene's schedule (on the relay's wall clock).
+
+Usage: .venv/bin/python scripts/bench.py [--only capture|delivery|scale|motion-daemon]
+       [--repeat 5] [--duration 60] [--clips 1000] [--concurrency 4]
+       [--cameras 1,4,8,16] [--seconds 300] [--event-gap 5] [--json]
+Stdlib and the agent package only (plus the test servers for delivery and motion-daemon).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 CACHE = Path(tempfile.gettempdir()) / "ipc-agent-bench"
@@ -207,16 +225,492 @@ def bench_delivery(clips: int, concurrency: int) -> dict:
     }
 
 
+# ---------------------------------------------------------------- the daemon, measured from /proc
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
+
+
+def proc_tree(root: int) -> list[int]:
+    """root and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            f = _stat(int(d.name))
+            if f is not None:
+                children.setdefault(int(f[1]), []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def cpu_s(pid: int, *, reaped: bool = True) -> float:
+    """utime + stime (+ cutime + cstime of reaped children) of one process, seconds."""
+    f = _stat(pid)
+    if f is None:
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def host_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, /proc/stat), for context."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(f) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
+def tree_cpu_s(root: int) -> float:
+    return sum(cpu_s(p) for p in proc_tree(root))
+
+
+def peak_rss_of(pid: int) -> float:
+    """VmHWM of a live process, MB (0 if gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Daemon:
+    """`ipc-agent run` on a generated config in a temp data_dir (no [cloud])."""
+
+    def __init__(self, tmp: Path, cameras: list[tuple[str, str]], extra: str = "") -> None:
+        self.tmp = tmp
+        self.config = tmp / "agent.toml"
+        self.extra = extra
+        self.write(cameras)
+        self.log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.launched = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+    def write(self, cameras: list[tuple[str, str]]) -> None:
+        lines = [
+            "[agent]",
+            'device_id = "bench"',
+            f'data_dir = "{self.tmp / "data"}"',
+            'log_level = "warning"',
+        ]
+        for name, url in cameras:
+            lines += ["", "[[cameras]]", f'name = "{name}"', f'url = "{url}"', self.extra]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def add_staggered(self, cameras: list[tuple[str, str]], gap: float) -> list[float]:
+        """Add cameras one at a time, `gap` s apart (SIGHUP); when each was added."""
+        import signal
+
+        added = [self.launched]
+        for i in range(2, len(cameras) + 1):
+            time.sleep(gap)
+            self.write(cameras[:i])
+            self.proc.send_signal(signal.SIGHUP)
+            added.append(time.monotonic())
+        return added
+
+    def status(self) -> dict:
+        """The daemon's status model (what `ipc-agent status --json` prints), in-process."""
+        from agent.service.status import fetch
+
+        return fetch(self.tmp / "data") or {}
+
+    def wait_streaming(self, n: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"agent exited {self.proc.returncode}: see {self.tmp}/agent.log")
+            st = self.status()
+            cams = st.get("cameras") or []
+            if len(cams) == n and all((c.get("fps") or 0) > 0 for c in cams):
+                self.streaming = time.monotonic()
+                return st
+            time.sleep(1)
+        raise SystemExit(f"cameras not all streaming after {timeout:g} s: {self.tmp}/agent.log")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+    def events(self) -> dict[str, list[tuple[float, float, float]]]:
+        """Each camera's events from the spool: wall-clock start and end, and how long after
+        the clip's last frame (on the camera's clock) its file was written: the lag."""
+        import sqlite3
+
+        db = sqlite3.connect(f"file:{self.tmp / 'data' / 'spool.db'}?mode=ro", uri=True)
+        out: dict[str, list[tuple[float, float, float]]] = {}
+        rows = db.execute(
+            "SELECT camera, start_wall, media_start, media_end, event_start, event_end, "
+            "clip_path FROM clips"
+        )
+        for cam, wall, m0, m1, e0, e1, path in rows:
+            try:
+                delay = os.stat(self.tmp / "data" / path).st_mtime - (wall + m1 - m0)
+            except OSError:
+                try:
+                    delay = os.stat(path).st_mtime - (wall + m1 - m0)
+                except OSError:
+                    delay = float("nan")
+            out.setdefault(cam, []).append((wall + e0 - m0, wall + e1 - m0, delay))
+        db.close()
+        return {k: sorted(v) for k, v in out.items()}
+
+
+def bench_scale(
+    counts: list[int], seconds: float, duration: float, stagger: bool = False
+) -> list[dict]:
+    from agent.synth import make_scene
+
+    scene = make_scene(
+        "busy",
+        CACHE,
+        width=1920,
+        height=1080,
+        fps=15,
+        bitrate=4_000_000,
+        duration=duration,
+        motion_fraction=0.15,
+    )
+    starts = [s for s, _ in scene.motion]
+
+    def scheduled(played: float, early: float) -> int:
+        """Events of the looped schedule begun `early` s before `played` s of video."""
+        loops, rest = divmod(max(0.0, played), scene.duration)
+        return int(loops) * len(starts) + sum(s + early <= rest for s in starts)
+
+    results = []
+    for n in counts:
+        with tempfile.TemporaryDirectory(prefix="ipc-bench-scale-") as tmp:
+            print(f"scale: {n} cameras, {seconds:g} s ...", file=sys.stderr)
+            names = [f"cam{i:02d}" for i in range(n)]
+            cams = [(c, str(scene.path)) for c in names]
+            extra = "realtime = true\nloop = true"
+            d = Daemon(Path(tmp), cams[:1] if stagger else cams, extra)
+            try:
+                # Staggered: one camera every duration / N s, so that the cameras' events
+                # (the same file in each) do not all coincide.
+                added = d.add_staggered(cams, scene.duration / n) if stagger else [d.launched] * n
+                d.wait_streaming(n, 60 + 10 * n)
+                time.sleep(10)  # start-up (imports, first GOPs) is not what is measured
+                t0 = time.monotonic()
+                cpu0, sup0 = tree_cpu_s(d.proc.pid), cpu_s(d.proc.pid, reaped=False)
+                host0 = host_busy_s()
+                fps: dict[str, list[float]] = {c: [] for c in names}
+                ages, restarts = [], 0
+                while time.monotonic() < t0 + seconds:
+                    time.sleep(min(2.0, max(0.0, t0 + seconds - time.monotonic())))
+                    st = d.status()
+                    for c in st.get("cameras") or []:
+                        fps[c["name"]].append(c.get("fps") or 0.0)
+                        ages.append(c.get("last_frame_age_s") or 0.0)
+                        restarts = max(restarts, c.get("restarts") or 0)
+                cpu1, sup1 = tree_cpu_s(d.proc.pid), cpu_s(d.proc.pid, reaped=False)
+                host1, t1 = host_busy_s(), time.monotonic()
+                rss = [peak_rss_of(c["pid"]) for c in st["cameras"]]
+                sup_rss = peak_rss_of(d.proc.pid)
+            finally:
+                d.stop()
+            events = d.events()
+        wall = t1 - t0
+        # Clips expected from the scene's schedule at the position each camera played to:
+        # between (streaming seen .. stop) and (launch .. stop) seconds of video.
+        if stagger:  # a camera's first frame comes within ~10 s of its being added
+            must = sum(scheduled(t1 - a - 10, 3) for a in added)
+        else:
+            must = n * scheduled(t1 - d.streaming - 2, 3)
+        may = sum(scheduled(t1 - a + 2, 0) for a in added)
+        clips = sum(len(v) for v in events.values())
+        delays = [x[2] for v in events.values() for x in v]
+        min_fps = min(statistics.mean(v) for v in fps.values())
+        kept = (
+            min_fps >= 0.97 * scene.fps
+            and max(ages, default=0) <= 5
+            and max(delays, default=0) <= 5
+            and must <= clips <= may
+            and not restarts
+        )
+        results.append(
+            {
+                "cameras": n,
+                "staggered": stagger,
+                "seconds": wall,
+                "cpu_cores": (cpu1 - cpu0) / wall,
+                "cpu_per_camera": (cpu1 - cpu0) / wall / n,
+                "supervisor_cores": (sup1 - sup0) / wall,
+                "host_busy_cores": (host1 - host0) / wall,
+                "max_camera_rss_mb": max(rss),
+                "supervisor_rss_mb": sup_rss,
+                "min_camera_fps": min_fps,
+                "max_frame_age_s": max(ages, default=None),
+                "max_clip_delay_s": max(delays, default=None),
+                "clips": clips,
+                "clips_expected": [must, may],
+                "restarts": restarts,
+                "kept_up": kept,
+            }
+        )
+    return results
+
+
+MOTION_CONF = """\
+daemon off
+setup_mode off
+log_file {tmp}/motion.log
+target_dir {tmp}/motion
+netcam_url {url}
+movie_output off
+picture_output off
+webcontrol_port 0
+stream_port 0
+event_gap {gap}
+on_event_start echo start %s >> {tmp}/motion-events.txt
+on_event_end echo end %s >> {tmp}/motion-events.txt
+"""
+
+
+def match_events(
+    truth: list[tuple[float, float]],
+    found: list[tuple[float, float]],
+    every: list[tuple[float, float]],
+    slack: float = 2.0,
+) -> dict:
+    """Recall against the ground truth, false events, onset delays (s)."""
+    hit, delays, false = 0, [], 0
+    for t0, t1 in truth:
+        m = [s for s, e in found if s <= t1 + slack and e >= t0 - slack]
+        if m:
+            hit += 1
+            delays.append(min(m, key=lambda s: abs(s - t0)) - t0)
+    for s, e in found:
+        if not any(s <= t1 + slack and e >= t0 - slack for t0, t1 in every):
+            false += 1
+    return {
+        "truth": len(truth),
+        "found": hit,
+        "false": false,
+        "onset_s": statistics.median(delays) if delays else None,
+    }
+
+
+def bench_motion_daemon(seconds: float, duration: float, event_gap: int) -> list[dict]:
+    import shutil
+    import signal
+
+    from agent.synth import make_scene
+
+    if shutil.which("motion") is None:
+        raise SystemExit("the Motion daemon is not installed: apt-get install motion")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from rtsp import RtspServer  # noqa: E402 - the test server lives in tests/
+
+    scene = make_scene(
+        "busy",
+        CACHE,
+        width=1920,
+        height=1080,
+        fps=15,
+        bitrate=4_000_000,
+        duration=duration,
+        motion_fraction=0.15,
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="ipc-bench-motion-") as tmp_s,
+        RtspServer({"/cam": scene.path}) as server,
+    ):
+        # The relay (ffmpeg -re -stream_loop -1) starts just before READY: scene time 0.
+        relay0 = time.time()
+        tmp = Path(tmp_s)
+        (tmp / "motion").mkdir()
+        url = server.url("/cam")
+        (tmp / "motion.conf").write_text(MOTION_CONF.format(tmp=tmp, url=url, gap=event_gap))
+        motion = subprocess.Popen(
+            ["motion", "-n", "-c", str(tmp / "motion.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        (tmp / "agent").mkdir()
+        agent = Daemon(tmp / "agent", [("cam", url)])
+        try:
+            print(
+                f"motion-daemon: Motion and the agent on {url}, {seconds:g} s ...", file=sys.stderr
+            )
+            agent.wait_streaming(1, 60)
+            time.sleep(15)
+            if motion.poll() is not None:
+                raise SystemExit(f"motion exited {motion.returncode}: {tmp}/motion.log")
+            w0, t0 = time.time(), time.monotonic()
+            a0, m0 = tree_cpu_s(agent.proc.pid), tree_cpu_s(motion.pid)
+            time.sleep(seconds)
+            a1, m1 = tree_cpu_s(agent.proc.pid), tree_cpu_s(motion.pid)
+            w1, wall = time.time(), time.monotonic() - t0
+            st = agent.status()
+            cam_pid = st["cameras"][0]["pid"]
+            a_rss = peak_rss_of(cam_pid)
+            a_tree_rss = sum(peak_rss_of(p) for p in proc_tree(agent.proc.pid))
+            m_rss = peak_rss_of(motion.pid)
+            time.sleep(event_gap + 2)  # let an event open at the end close in Motion too
+        finally:
+            agent.stop()
+            if motion.poll() is None:
+                motion.send_signal(signal.SIGTERM)
+                try:
+                    motion.wait(20)
+                except subprocess.TimeoutExpired:
+                    motion.kill()
+                    motion.wait()
+        # Ground truth on the wall clock: the relay loops the file from relay0 on.
+        every = [
+            (relay0 + k * scene.duration + s, relay0 + k * scene.duration + e)
+            for k in range(int((w1 - relay0) // scene.duration) + 2)
+            for s, e in scene.motion
+        ]
+        truth = [(s, e) for s, e in every if s >= w0 and e <= w1 - 6]
+        ours = [(s, e) for s, e, _ in agent.events().get("cam", []) if w0 <= s <= w1 - 6]
+        theirs, start = [], None
+        ev_file = tmp / "motion-events.txt"
+        for line in ev_file.read_text().splitlines() if ev_file.exists() else []:
+            what, at = line.split()
+            if what == "start":
+                start = float(at)
+            elif start is not None:
+                theirs.append((start, float(at) - event_gap))  # the end hook fires a gap later
+                start = None
+        theirs = [ev for ev in theirs if w0 <= ev[0] <= w1 - 6]
+        return [
+            {
+                "daemon": f"Motion 4.5 (defaults, event_gap {event_gap})",
+                "cpu_cores": (m1 - m0) / wall,
+                "rss_mb": m_rss,
+                "seconds": wall,
+                **match_events(truth, theirs, every),
+            },
+            {
+                "daemon": "ipc-agent (defaults)",
+                "cpu_cores": (a1 - a0) / wall,
+                "rss_mb": a_rss,
+                "tree_rss_mb": a_tree_rss,
+                "seconds": wall,
+                **match_events(truth, ours, every),
+            },
+        ]
+
+
+def print_scale(results: list[dict], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(
+        f"\nscale: 1080p15 H.264 ~4 Mbps file sources paced in real time, motion 15 %, "
+        f"{results[0]['seconds']:.0f} s each (after start-up); CPU in cores, RSS peak"
+    )
+    print(
+        f"{'cameras':>7}{'CPU':>7}{'/camera':>9}{'superv.':>9}{'RSS MB':>8}{'(sup.)':>7}"
+        f"{'fps':>6}{'age s':>7}{'delay s':>8}{'clips':>7}{'(exp.)':>8}  kept up  host"
+    )
+    for r in results:
+        lo, hi = r["clips_expected"]
+        print(
+            f"{r['cameras']:>7}{r['cpu_cores']:>7.3f}{r['cpu_per_camera']:>9.3f}"
+            f"{r['supervisor_cores']:>9.4f}{r['max_camera_rss_mb']:>8.0f}"
+            f"{r['supervisor_rss_mb']:>7.0f}{r['min_camera_fps']:>6.1f}"
+            f"{r['max_frame_age_s']:>7.1f}{r['max_clip_delay_s'] or 0:>8.1f}"
+            f"{r['clips']:>7}{f'{lo}-{hi}':>8}  {'yes' if r['kept_up'] else 'NO ':<7}"
+            f"{r.get('host_busy_cores', float('nan')):>6.2f}"
+        )
+    print("CPU: supervisor + all children; RSS MB: the largest camera process's VmHWM;")
+    print("fps: the slowest camera's mean frame rate; age: max last_frame_age_s; delay: the")
+    print("longest a clip's file came after its last frame; clips: cut / expected (schedule);")
+    print(f"host: the whole machine's busy cores meanwhile (of {os.cpu_count()}), others' work too")
+    return 0
+
+
+def print_motion(results: list[dict], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(
+        f"\nthe same 1080p15 ~4 Mbps RTSP stream (motion 15 %), both at once, "
+        f"{results[0]['seconds']:.0f} s"
+    )
+    print(f"{'daemon':<36}{'CPU':>7}{'RSS MB':>8}{'events':>8}{'false':>7}{'onset s':>9}")
+    for r in results:
+        onset = "-" if r["onset_s"] is None else f"{r['onset_s']:+.1f}"
+        print(
+            f"{r['daemon']:<36}{r['cpu_cores']:>7.3f}{r['rss_mb']:>8.0f}"
+            f"{r['found']:>5}/{r['truth']:<2}{r['false']:>7}{onset:>9}"
+        )
+    print("CPU: fraction of one core (process tree); RSS: peak of the Motion process, of the")
+    print("agent's camera process; events: scheduled events found; onset: median start delay")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="runs of each measurement (median)")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of video per input")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
-    ap.add_argument("--only", choices=["capture", "delivery"], help="run one benchmark only")
+    ap.add_argument(
+        "--only",
+        choices=["capture", "delivery", "scale", "motion-daemon"],
+        help="run one benchmark only (scale and motion-daemon run only when named)",
+    )
+    ap.add_argument("--cameras", default="1,4,8,16", help="scale: camera counts to run")
+    ap.add_argument(
+        "--seconds", type=float, default=300.0, help="scale, motion-daemon: measured seconds"
+    )
+    ap.add_argument(
+        "--stagger",
+        action="store_true",
+        help="scale: add the cameras one at a time, spread over the input's length, so that "
+        "their events do not coincide",
+    )
+    ap.add_argument(
+        "--event-gap", type=int, default=5, help="motion-daemon: Motion's event_gap (s)"
+    )
     ap.add_argument("--clips", type=int, default=1000, help="delivery: clips in the backlog")
     ap.add_argument("--concurrency", type=int, default=4, help="delivery: upload workers")
     args = ap.parse_args()
 
+    if args.only == "scale":
+        return print_scale(
+            bench_scale(
+                [int(n) for n in args.cameras.split(",")],
+                args.seconds,
+                args.duration,
+                args.stagger,
+            ),
+            args.json,
+        )
+    if args.only == "motion-daemon":
+        return print_motion(
+            bench_motion_daemon(args.seconds, args.duration, args.event_gap), args.json
+        )
     if args.only != "capture":
         d = bench_delivery(args.clips, args.concurrency)
         if args.json:
