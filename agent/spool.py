@@ -14,9 +14,11 @@ Paths in rows are relative to the data directory, so the directory can move.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -70,7 +72,9 @@ CREATE TABLE IF NOT EXISTS clips (
     uploaded_at     REAL,
     registered_at   REAL,
     indexed_at      REAL,
-    local_deleted   INTEGER NOT NULL DEFAULT 0 -- 1: the clip's local video is gone (by policy)
+    local_deleted   INTEGER NOT NULL DEFAULT 0, -- 1: the clip's local video is gone (by policy)
+    start_boot      REAL,                      -- CLOCK_BOOTTIME at the first frame, s
+    boot_id         TEXT                       -- the boot start_boot counts from
 );
 CREATE INDEX IF NOT EXISTS clips_state ON clips (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS clips_camera ON clips (camera, start_wall);
@@ -83,6 +87,19 @@ TO_REGISTER = ("uploaded",)
 TO_INDEX = ("registered",)
 NOT_IN_CLOUD = ("pending", "uploading", "uploaded")
 STOP_RECORDING = "recording_stopped"  # meta key: why capture must cut no clips (disk guard)
+# A wall clock before this (2020-01-01) was never set: a box without an RTC boots at 1970.
+# Clips cut then are named and dated again from the boot clock once NTP has set it (retime).
+CLOCK_FLOOR = 1_577_836_800.0
+_CLIP_STAMP = re.compile(r"_\d{8}T\d{6}Z_")
+
+
+def boot_clock() -> tuple[float, str | None]:
+    """Seconds since boot (immune to wall-clock jumps) and the id of this boot."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = None
+    return time.clock_gettime(time.CLOCK_BOOTTIME), boot_id
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,14 @@ def _first(cur: sqlite3.Cursor) -> dict[str, Any] | None:
     return dict(zip([d[0] for d in cur.description], values)) if values else None
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def utc_iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
 
@@ -141,7 +166,12 @@ class Spool:
                 f"{self.path}: spool schema {version} is newer than this agent ({SCHEMA_VERSION})"
             )
         self.db.executescript(SCHEMA)
-        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        columns = {c[1] for c in self.db.execute("PRAGMA table_info(clips)").fetchall()}
+        for name, kind in (("start_boot", "REAL"), ("boot_id", "TEXT")):
+            if name not in columns:  # a spool from before these columns
+                self.db.execute(f"ALTER TABLE clips ADD COLUMN {name} {kind}")
+        if version != SCHEMA_VERSION:  # a write: not on every open (a full disk refuses it)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -155,6 +185,13 @@ class Spool:
     def add(self, rec: ClipRecord) -> int:
         """Catalogue a finished clip (its files fsync'd under .tmp names); returns the row id."""
         now = time.time()
+        boot, boot_id = boot_clock()
+        duration = rec.media_end - rec.media_start
+        # The boot clock at the first frame, for `retime`: from the wall clock, unless that
+        # was set (NTP) while the clip was cut; then from the clip's length (it just ended).
+        since_start = now - rec.start_wall
+        if not 0 <= since_start <= duration + 120:
+            since_start = duration
         row = {
             "clip_id": rec.clip_id,
             "camera": rec.camera,
@@ -163,7 +200,7 @@ class Spool:
             "start_wall": rec.start_wall,
             "media_start": rec.media_start,
             "media_end": rec.media_end,
-            "duration": rec.media_end - rec.media_start,
+            "duration": duration,
             "event_start": rec.event_start,
             "event_end": rec.event_end,
             "clip_path": self.relative(rec.clip_path),
@@ -180,6 +217,8 @@ class Spool:
             "mean_score": rec.mean_score,
             "created_at": now,
             "updated_at": now,
+            "start_boot": boot - since_start,
+            "boot_id": boot_id,
         }
         with self.db.conn:
             cur = self.db.conn.execute(
@@ -223,10 +262,16 @@ class Spool:
         for row in self.rows():
             paths = [self.absolute(row["clip_path"])]
             paths += [self.absolute(k["path"]) for k in json.loads(row["keyframes"])]
+            referenced.update(paths)
             referenced.update(p.with_name(p.name + TMP_SUFFIX) for p in paths)
-            if row["local_deleted"] and paths[0].exists():
-                paths[0].unlink()  # a policy delete cut short: the row already says it is gone
-                report.removed.append(self.relative(paths[0]))
+            if row["local_deleted"]:
+                # A policy delete cut short: the row already says they are gone (a dropped
+                # clip keeps its keyframes).
+                gone = paths if row["state"] != "dropped" else paths[:1]
+                for p in gone:
+                    if p.exists():
+                        p.unlink()
+                        report.removed.append(self.relative(p))
             if row["state"] not in LOCAL_STATES or row["local_deleted"]:
                 continue
             lost = []
@@ -243,10 +288,12 @@ class Spool:
                     row["id"], "failed", reason="files missing at start-up: " + ", ".join(lost)
                 )
         if clips_dir.exists():
-            for tmp in clips_dir.rglob("*" + TMP_SUFFIX):
-                if tmp not in referenced:
-                    tmp.unlink()
-                    report.removed.append(self.relative(tmp))
+            # Final names appear only after their row is committed, so a file no row names is
+            # partial work (.tmp) or the old or new name of a retime cut short.
+            for path in clips_dir.rglob("*"):
+                if path.is_file() and path not in referenced:
+                    path.unlink()
+                    report.removed.append(self.relative(path))
         for name in report.renamed:
             log.warning("recovered %s (catalogued before an unclean stop)", name)
         for name in report.removed:
@@ -254,6 +301,93 @@ class Spool:
         for clip_id in report.missing:
             log.error("clip %s: its files are gone; marked failed", clip_id)
         return report
+
+    def publish_partial(self, camera: str) -> Recovery:
+        """Finish what a camera process killed mid-clip left; run at its start (it writes
+        nothing yet). Rows committed before their files were renamed get them renamed; other
+        `.tmp` files of the camera are partial clips and are removed, so a camera that keeps
+        crashing does not fill the disk before the agent restarts."""
+        report = Recovery()
+        referenced: set[Path] = set()
+        for row in self.rows(camera=camera):
+            paths = [self.absolute(row["clip_path"])]
+            paths += [self.absolute(k["path"]) for k in json.loads(row["keyframes"])]
+            for p in paths:
+                tmp = p.with_name(p.name + TMP_SUFFIX)
+                referenced.add(tmp)
+                if row["state"] in LOCAL_STATES and not p.exists() and tmp.exists():
+                    os.replace(tmp, p)
+                    report.renamed.append(self.relative(p))
+        camera_dir = self.data_dir / "clips" / camera
+        if camera_dir.exists():
+            for tmp in camera_dir.rglob("*" + TMP_SUFFIX):
+                if tmp not in referenced:
+                    tmp.unlink(missing_ok=True)
+                    report.removed.append(self.relative(tmp))
+        for name in report.renamed:
+            log.warning("%s: recovered %s (catalogued before the camera was cut off)", camera, name)
+        if report.removed:
+            log.warning("%s: removed %d partial file(s)", camera, len(report.removed))
+        return report
+
+    def unset_clock_rows(self) -> list[dict[str, Any]]:
+        """Clips cut while the wall clock was unset that have not gone to the cloud yet."""
+        cur = self.db.execute(
+            "SELECT * FROM clips WHERE start_wall < ? AND clip_key IS NULL ORDER BY id",
+            [CLOCK_FLOOR],
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, values)) for values in cur]
+
+    def retime(self, row: dict[str, Any], start_wall: float) -> str | None:
+        """Name and date a clip cut while the wall clock was unset; the new clip_id.
+
+        None (nothing changed) while its files are still being published. Files are linked
+        under their new names first, then the row changes, then the old names go: a crash in
+        between leaves only names no row knows, which `recover` removes.
+        """
+        old_id = row["clip_id"]
+        stamp = time.strftime("_%Y%m%dT%H%M%SZ_", time.gmtime(start_wall))
+        head, _, tail = old_id.rpartition("_")
+        new_id = _CLIP_STAMP.sub(stamp, head + "_", count=1) + tail
+        if new_id == old_id:
+            return None  # the same second: nothing to rename (and linking onto itself loses it)
+        day = time.strftime("%Y-%m-%d", time.gmtime(start_wall))
+        keyframes = json.loads(row["keyframes"])
+        olds = [self.absolute(row["clip_path"])] + [self.absolute(k["path"]) for k in keyframes]
+        if any(p.with_name(p.name + TMP_SUFFIX).exists() for p in olds):
+            return None  # catalogued a moment ago, renames still to come
+        news = [p.parent.parent / day / p.name.replace(old_id, new_id) for p in olds]
+        for old, new in zip(olds, news):
+            if old.exists():
+                new.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.link(old, new)
+        for d in {p.parent for p in news if p.parent.exists()}:
+            _fsync_dir(d)
+        moved = [{**k, "path": self.relative(p)} for k, p in zip(keyframes, news[1:])]
+        with self.db.conn:
+            cur = self.db.conn.execute(
+                "UPDATE clips SET clip_id = ?, clip_path = ?, keyframes = ?, start_wall = ?, "
+                "started_at = ?, updated_at = ? WHERE id = ? AND clip_id = ?",
+                [
+                    new_id,
+                    self.relative(news[0]),
+                    json.dumps(moved),
+                    start_wall,
+                    utc_iso(start_wall),
+                    time.time(),
+                    row["id"],
+                    old_id,
+                ],
+            )
+        if cur.rowcount != 1:
+            return None
+        for old in olds:
+            old.unlink(missing_ok=True)
+        for d in {p.parent for p in olds if p.parent.exists()}:
+            _fsync_dir(d)
+        return new_id
 
     def set_state(self, row_id: int, state: str, *, reason: str | None = None) -> None:
         if state not in STATES:
@@ -267,17 +401,27 @@ class Spool:
     # -- delivery ------------------------------------------------------------------------------
 
     def next_due(
-        self, states: tuple[str, ...], now: float, skip: set[int], newest: bool = False
+        self,
+        states: tuple[str, ...],
+        now: float,
+        skip: set[int],
+        newest: bool = False,
+        latest: float | None = None,
     ) -> dict[str, Any] | None:
-        """The oldest (or newest) row in `states` whose next attempt is due, not in `skip`."""
+        """The oldest (or newest) row in `states` whose next attempt is due, not in `skip`.
+
+        A retry set for after `latest` (no backoff is that long) was set by a wall clock
+        that ran ahead and has been put back since: it is due now, not hours later.
+        """
         marks = ", ".join("?" * len(states))
         # Not "id NOT IN (NULL)" for an empty set: that is never true in SQL.
         taboo = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         order = "DESC" if newest else "ASC"
         cur = self.db.execute(
-            f"SELECT * FROM clips WHERE state IN ({marks}) AND next_attempt_at <= ?{taboo} "
+            f"SELECT * FROM clips WHERE state IN ({marks}) "
+            f"AND (next_attempt_at <= ? OR next_attempt_at > ?){taboo} "
             f"ORDER BY start_wall {order}, id {order} LIMIT 1",
-            [*states, now, *skip],
+            [*states, now, now + 1e12 if latest is None else latest, *skip],
         )
         return _first(cur)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run them.
 #   - Debian packages (when root): ffmpeg for ffprobe, GStreamer's RTSP server for live tests.
+#     libfaketime (package faketime) jumps the wall clock in the chaos run (tests/test_chaos.py).
 #   - Python packages into ./.venv (created if missing), with the agent installed editable.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k replay -x
 set -euo pipefail
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav systemd procps python3-venv)
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav systemd procps python3-venv faketime)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -448,3 +449,67 @@ def test_kill_9_between_insert_and_local_commit_registers_once(tmp_path, oss, ic
     state = ice.state()
     assert state["insert_calls"][row["media_id"]] == 2 and state["registered"][row["media_id"]] == 1
     assert len(state["media"]) == 1
+
+
+def test_a_clip_cut_while_the_clock_was_unset_waits_then_goes_up_renamed_from_the_boot_clock(
+    tmp_path, oss, ice
+):
+    spool = Spool(tmp_path)
+    clip_id = "cam1_19700101T010005Z_c0ffee"  # a box without an RTC, booted at the epoch
+    day = tmp_path / "clips" / "cam1" / "1970-01-01"
+    day.mkdir(parents=True)
+    video, jpg = day / f"{clip_id}.mp4", day / f"{clip_id}_0.jpg"
+    video.write_bytes(os.urandom(20_000))
+    jpg.write_bytes(b"\xff\xd8\xff" + os.urandom(500))
+    spool.add(
+        ClipRecord(
+            clip_id=clip_id,
+            camera="cam1",
+            start_wall=3605.0,
+            media_start=0.0,
+            media_end=10.0,
+            event_start=3.0,
+            event_end=5.0,
+            clip_path=video,
+            clip_bytes=20_000,
+            keyframes=((jpg, 3.0),),
+            keyframe_bytes=503,
+            codec="h264",
+            width=640,
+            height=360,
+            frames=150,
+            peak_score=0.1,
+            mean_score=0.05,
+        )
+    )
+    clock = Clock()
+    clock.now = 3700.0  # still 1970: nothing may go up under a 1970 name
+    up = make_uploader(tmp_path, oss, ice, clock=clock)
+    o, i = up.make_oss(), up.make_ice()
+    assert up.step(spool, o, i)
+    [row] = spool.rows()
+    assert row["state"] == "pending" and row["clip_key"] is None, "uploaded before NTP"
+    clock.now = time.time()  # NTP sets the clock
+    drain(up, spool, clock)
+    [row] = spool.rows()
+    stamp = time.strftime("%Y%m%dT%H%M", time.gmtime(clock.now - 10))
+    assert row["clip_id"].startswith(f"cam1_{stamp}") and row["clip_id"].endswith("_c0ffee")
+    assert abs(row["start_wall"] - (clock.now - 10)) < 5, "not dated from the boot clock"
+    assert row["state"] == "indexed" and not video.exists() and not jpg.exists()
+    date = time.strftime("%Y/%m/%d", time.gmtime(row["start_wall"]))
+    assert row["clip_key"] == f"ipc/{DEVICE}/cam1/{date}/{row['clip_id']}.mp4"
+    [media] = ice.state()["media"]
+    assert media["msg_body"]["customFields"]["intField1"] == int(row["start_wall"])
+
+
+def test_a_retry_set_while_the_clock_ran_hours_ahead_is_due_once_it_is_put_back(tmp_path, oss, ice):
+    spool = make_clips(tmp_path, 2)
+    clock = Clock()
+    up = make_uploader(tmp_path, oss, ice, clock=clock, max_backoff=30)
+    soon, stranded = (r["id"] for r in spool.rows())
+    spool.defer(soon, "backing off", clock.now + 20)  # a real backoff: respected
+    spool.defer(stranded, "set at +6 h", clock.now + 6 * 3600)  # then NTP put the clock back
+    o, i = up.make_oss(), up.make_ice()
+    assert up.step(spool, o, i)
+    assert spool.row(stranded)["state"] != "pending", "stranded until the clock catches up"
+    assert spool.row(soon)["state"] == "pending", "a real backoff was not waited out"

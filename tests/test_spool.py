@@ -92,3 +92,59 @@ def test_counts_cover_every_state(tmp_path):
     spool.add(record(tmp_path, "a"))
     counts = spool.counts()
     assert counts["pending"] == 1 and counts["registered"] == 0
+
+
+def test_a_clip_cut_before_the_clock_was_set_is_renamed_and_dated_from_the_boot_clock(tmp_path):
+    spool = Spool(tmp_path)
+    clip_id = "cam_19700101T010005Z_a1b2c3"
+    rec = record(tmp_path, clip_id)
+    rec = ClipRecord(**{**rec.__dict__, "start_wall": 3605.5})
+    moved = [
+        p.parent.parent / "1970-01-01" / p.name for p in files(rec)
+    ]  # where a 1970 clock files it
+    rec = ClipRecord(
+        **{
+            **rec.__dict__,
+            "clip_path": moved[0],
+            "keyframes": tuple((p, t) for p, (_, t) in zip(moved[1:], rec.keyframes)),
+        }
+    )
+    write_tmp(rec)
+    row_id = spool.add(rec)
+    spool.recover(tmp_path / "clips")  # publishes the .tmp files
+    [row] = spool.unset_clock_rows()
+    assert row["start_boot"] is not None and row["boot_id"]
+    new_id = spool.retime(row, 1_795_000_000.25)
+    assert new_id == "cam_20261118T110640Z_a1b2c3"
+    row = spool.row(row_id)
+    assert row["clip_id"] == new_id and row["started_at"] == "2026-11-18T11:06:40.250Z"
+    paths = [row["clip_path"]] + [k["path"] for k in json.loads(row["keyframes"])]
+    assert paths[0] == f"clips/cam/2026-11-18/{new_id}.mp4"
+    assert all((tmp_path / p).exists() for p in paths), "renamed files missing"
+    assert not any(p.exists() for p in moved), "old names left behind"
+    assert spool.unset_clock_rows() == []
+
+
+def test_recovery_removes_files_no_row_names(tmp_path):
+    spool = Spool(tmp_path)
+    rec = record(tmp_path, "cam_2")
+    write_tmp(rec)
+    spool.add(rec)
+    stray = tmp_path / "clips" / "cam" / "2026-11-24" / "cam_20261124T000000Z_ffffff.mp4"
+    stray.write_bytes(b"left by a rename cut short")
+    report = spool.recover(tmp_path / "clips")
+    assert not stray.exists() and "clips/cam/2026-11-24/" + stray.name in report.removed
+    assert all(p.exists() for p in files(rec)), "a catalogued clip's files were removed"
+
+
+def test_a_restarted_camera_publishes_its_catalogued_clip_and_removes_partial_ones(tmp_path):
+    spool = Spool(tmp_path)
+    done = record(tmp_path, "cam_3")  # committed, then the camera was killed before renaming
+    write_tmp(done)
+    spool.add(done)
+    partial = tmp_path / "clips" / "cam" / "2026-11-24" / "cam_4.mp4.tmp"  # killed mid-write
+    partial.write_bytes(b"half a clip")
+    report = spool.publish_partial("cam")
+    assert all(p.exists() for p in files(done)), "the catalogued clip was not published"
+    assert not partial.exists(), "a partial clip was left to fill the disk"
+    assert report.removed == ["clips/cam/2026-11-24/cam_4.mp4.tmp"]

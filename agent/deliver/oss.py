@@ -310,6 +310,9 @@ def _silence_oss2_debug() -> None:
     logger = logging.getLogger("oss2")
     if logger.level == logging.NOTSET or logger.level < logging.WARNING:
         logger.setLevel(logging.WARNING)
+    # resumable_upload's part workers log every failed part as ERROR with its traceback, then
+    # re-raise it to us: the uploader logs the outcome once, without the noise.
+    logging.getLogger("oss2.task_queue").setLevel(logging.CRITICAL)
 
 
 class OssUploader:

@@ -51,7 +51,16 @@ from agent.deliver.ice import (
     IceThrottled,
 )
 from agent.deliver.oss import OssError, OssUploader, object_key
-from agent.spool import STOP_RECORDING, TO_INDEX, TO_REGISTER, TO_UPLOAD, Spool
+from agent.spool import (
+    CLOCK_FLOOR,
+    STOP_RECORDING,
+    TMP_SUFFIX,
+    TO_INDEX,
+    TO_REGISTER,
+    TO_UPLOAD,
+    Spool,
+    boot_clock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +204,12 @@ class Uploader:
             return False
         stage, row = claimed
         try:
+            if stage == "upload" and row["start_wall"] < CLOCK_FLOOR:
+                fresh = self._retime(spool, row)
+                if fresh is None:  # nothing goes up under a 1970 name and date
+                    spool.defer(row["id"], "the wall clock is not set yet", self.clock() + 5)
+                    return True
+                row = fresh
             if stage == "upload":
                 self._upload(spool, oss, row)
             elif stage == "register":
@@ -205,6 +220,11 @@ class Uploader:
         except (OssError, IceError, CredentialsError) as exc:
             self._failed(spool, row, exc)
         except FileNotFoundError as exc:
+            if exc.filename and Path(f"{exc.filename}{TMP_SUFFIX}").exists():
+                # Catalogued, but its camera was cut off before renaming the files: the
+                # camera's restart (or the agent's) finishes that. Not lost.
+                spool.defer(row["id"], f"not renamed yet: {exc.filename}", self.clock() + 5)
+                return True
             spool.advance(
                 row["id"], _now_in(row), "failed", reason=f"local file missing: {exc.filename}"
             )
@@ -218,19 +238,22 @@ class Uploader:
 
     def _claim(self, spool: Spool) -> tuple[str, dict[str, Any]] | None:
         now = self.clock()
+        # Retry times are wall-clock times: one further ahead than any backoff was set while
+        # the clock ran ahead (then NTP put it back) and is due now, not hours later.
+        latest = now + 2 * max(self.upload.max_backoff, *self.index_checks, 5.0)
         with self.lock:
             h = self.health
-            if not h.online and (now < h.retry_at or h.probing):
+            if not h.online and ((now < h.retry_at <= latest) or h.probing):
                 return None  # offline: wait out the backoff, then one probe at a time
             stage, row = "upload", None
             for name, states in (("register", TO_REGISTER), ("index", TO_INDEX)):
-                row = spool.next_due(states, now, self.inflight)
+                row = spool.next_due(states, now, self.inflight, latest=latest)
                 if row:
                     stage = name
                     break
             if row is None:
                 newest = self.picks % NEWEST_EVERY == NEWEST_EVERY - 1
-                row = spool.next_due(TO_UPLOAD, now, self.inflight, newest=newest)
+                row = spool.next_due(TO_UPLOAD, now, self.inflight, newest, latest)
                 if row:
                     self.picks += 1
             if row is None:
@@ -241,6 +264,33 @@ class Uploader:
             return stage, row
 
     # -- the steps -----------------------------------------------------------------------------
+
+    def _retime(self, spool: Spool, row: dict[str, Any]) -> dict[str, Any] | None:
+        """A clip cut while the wall clock was unset (a box without RTC boots at 1970), named
+        and dated again from the boot clock once the wall clock is set. The row as it is
+        now, or None while it must wait (clock still unset, files being published)."""
+        boot, boot_id = boot_clock()
+        if row["start_boot"] is None or row["boot_id"] != boot_id:
+            return row  # cut before a reboot: its real time is lost, it goes as it is
+        now = self.clock()
+        if now < CLOCK_FLOOR:
+            return None
+        start = now - (boot - row["start_boot"])
+        if start < CLOCK_FLOOR:
+            return row  # no better time to give it
+        try:
+            new_id = spool.retime(row, start)
+        except OSError as exc:  # a full disk, say: try again later
+            log.warning("clip %s: cannot rename it yet: %s", row["clip_id"], exc)
+            return None
+        if new_id is None:
+            return None
+        log.warning(
+            "clip %s was cut while the wall clock was unset; renamed %s (from the boot clock)",
+            row["clip_id"],
+            new_id,
+        )
+        return spool.row(row["id"])
 
     def _upload(self, spool: Spool, oss: OssUploader, row: dict[str, Any]) -> None:
         # A first try cannot find its objects on OSS; a clip already "uploading" was cut off
@@ -375,6 +425,17 @@ class Uploader:
     def guard(self, spool: Spool) -> None:
         """Keep the spool within its limits; see the module docstring for the order."""
         now = self.clock()
+        if now >= CLOCK_FLOOR:  # clips cut before the clock was set (uploads do their own)
+            for row in spool.unset_clock_rows():
+                with self.lock:
+                    if row["id"] in self.inflight:
+                        continue
+                    self.inflight.add(row["id"])
+                try:
+                    self._retime(spool, row)
+                finally:
+                    with self.lock:
+                        self.inflight.discard(row["id"])
         keep = self.upload.keep_local_hours * 3600
         while (row := spool.oldest(("registered", "indexed"))) and (
             row["registered_at"] + keep <= now or self._over(spool)

@@ -109,6 +109,7 @@ def camera_main(config: Config, cam: CameraConfig, heartbeat: Any, reports: Any)
     """Entry point of a camera's child process."""
     stop = _child_setup(config, heartbeat, reports)
     spool = Spool(config.agent.data_dir)
+    spool.publish_partial(cam.name)  # what this camera's previous process was cut off in
     pipe = CameraPipeline(cam, SpoolSink(spool), stop)
     stop.report = lambda: snapshot(pipe)
     try:
