@@ -87,6 +87,9 @@ class ClipSettings:
 class CameraConfig:
     name: str
     url: str
+    # The camera's low-resolution sub-stream, motion is detected on (agent/capture/substream.py);
+    # "": on the main stream `url`. Same rules as `url`, checked in _camera.
+    detect_url: str = field(default="", metadata={"optional": True})
     transport: str = _choice("tcp", ("tcp", "udp"), "RTSP transport")
     realtime: bool = field(default=True, metadata={"doc": "file sources: pace at native rate"})
     loop: bool = field(default=False, metadata={"doc": "file sources: start over at the end"})
@@ -391,6 +394,12 @@ def _camera(raw: Any, index: int, motion: MotionSettings, clip: ClipSettings) ->
     where = f"cameras.{name}"
     if not isinstance(raw["url"], str) or not raw["url"].strip() or _CONTROL.search(raw["url"]):
         raise ConfigError(f"[{where}] url: expected an rtsp:// URL, a file path or a file:// URL")
+    sub = raw.get("detect_url", "")
+    if not isinstance(sub, str) or (sub and not sub.strip()) or _CONTROL.search(sub):
+        raise ConfigError(
+            f"[{where}] detect_url: expected an rtsp:// URL, a file path or a file:// URL "
+            '(the sub-stream), or "" to detect on url'
+        )
     problems: list[str] = []
     parts = (
         lambda: _build(

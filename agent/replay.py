@@ -62,7 +62,8 @@ def replay_camera(video: Path, config: Config, camera: str | None) -> CameraConf
         base = config.camera(camera)
     else:
         base = CameraConfig(name="replay", url=str(video), motion=config.motion, clip=config.clip)
-    return dataclasses.replace(base, url=str(video), realtime=False, loop=False)
+    # A recording is one stream: detection runs on it, not on a camera's live sub-stream.
+    return dataclasses.replace(base, url=str(video), detect_url="", realtime=False, loop=False)
 
 
 def replay(

@@ -33,7 +33,13 @@ logged by its on_event_start/on_event_end hooks) and to the agent (one RTSP came
 once for `--seconds`: CPU (process trees), peak RSS, and the events each finds against the
 scene's schedule (on the relay's wall clock).
 
-Usage: .venv/bin/python scripts/bench.py [--only capture|delivery|scale|motion-daemon]
+Sub-stream (`--only substream`): the 15 % motion input at 1080p as the main stream and the
+same scene at 640x360 (~500 kbit/s) as the sub-stream (`detect_url`), both file sources read as
+fast as possible: the pipeline's CPU (both streams, all threads: demux and cut the main, gate,
+decode and detect on the sub, decode the main only for keyframe images) against plain decoding
+of every frame of the main stream, alternately `--repeat` times.
+
+Usage: .venv/bin/python scripts/bench.py [--only capture|delivery|scale|motion-daemon|substream]
        [--repeat 5] [--duration 60] [--clips 1000] [--concurrency 4]
        [--cameras 1,4,8,16] [--seconds 300] [--event-gap 5] [--json]
 Stdlib and the agent package only (plus the test servers for delivery and motion-daemon).
@@ -89,6 +95,29 @@ with tempfile.TemporaryDirectory() as out:
     clips = replay(Path(sys.argv[1]), Path(out), config)
     cpu = time.process_time() - t0
 print(json.dumps({"cpu": cpu, "clips": len(clips), "rss_mb": peak_rss_mb()}))
+"""
+)
+
+
+CHILD_SUBSTREAM = (
+    PEAK_RSS
+    + """
+import json, sys, tempfile, threading, time
+from pathlib import Path
+from agent.capture.pipeline import CameraPipeline
+from agent.config import CameraConfig
+from agent.replay import DirectorySink
+cam = CameraConfig(name="bench", url=sys.argv[1], detect_url=sys.argv[2], realtime=False)
+with tempfile.TemporaryDirectory() as out:
+    pipe = CameraPipeline(cam, DirectorySink(Path(out)), threading.Event())
+    t0 = time.process_time()
+    pipe.run()
+    cpu = time.process_time() - t0
+s = pipe.stats
+print(json.dumps({"cpu": cpu, "clips": s.clips, "detect_on": s.detect_on,
+                  "main_frames_decoded": s.frames_decoded + s.keyframe_frames_decoded,
+                  "sub_frames_decoded": pipe.substream.stats.frames_decoded,
+                  "rss_mb": peak_rss_mb()}))
 """
 )
 
@@ -621,6 +650,60 @@ def bench_motion_daemon(seconds: float, duration: float, event_gap: int) -> list
         ]
 
 
+def bench_substream(repeat: int, duration: float) -> dict:
+    from agent.synth import make_scene
+
+    CACHE.mkdir(exist_ok=True)
+    print(f"generating inputs in {CACHE} (cached) ...", file=sys.stderr)
+    common = dict(fps=15, duration=duration, motion_fraction=0.15)
+    main = make_scene("busy", CACHE, width=1920, height=1080, bitrate=4_000_000, **common)
+    sub = make_scene("busy", CACHE, width=640, height=360, bitrate=500_000, **common)
+    ref, dual = [], []
+    for i in range(repeat):
+        print(f"  substream: run {i + 1}/{repeat}", file=sys.stderr)
+        ref.append(child(CHILD_REFERENCE, main.path))
+        dual.append(child(CHILD_SUBSTREAM, main.path, str(sub.path)))
+    ratios = [b["cpu"] / a["cpu"] for a, b in zip(ref, dual, strict=True)]
+    return {
+        "video_s": duration,
+        "repeat": repeat,
+        "reference_cpu_per_s": statistics.median(r["cpu"] for r in ref) / duration,
+        "substream_cpu_per_s": statistics.median(r["cpu"] for r in dual) / duration,
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "clips": dual[0]["clips"],
+        "scheduled_events": len(main.motion),
+        "detect_on": dual[0]["detect_on"],
+        "main_frames": ref[0]["frames"],
+        "main_frames_decoded": dual[0]["main_frames_decoded"],
+        "sub_frames_decoded": dual[0]["sub_frames_decoded"],
+        "peak_rss_mb": max(r["rss_mb"] for r in dual),
+    }
+
+
+def print_substream(r: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(
+        f"\nsub-stream detection: 1080p15 ~4 Mbps main + 640x360 ~500 kbit/s sub, motion 15 %, "
+        f"{r['video_s']:g} s, median of {r['repeat']} runs"
+    )
+    print(
+        f"  decode main: {r['reference_cpu_per_s']:.3f}  pipeline: {r['substream_cpu_per_s']:.3f}"
+        f" CPU s per s of video; ratio {r['ratio_median']:.3f}x "
+        f"({r['ratio_min']:.3f}-{r['ratio_max']:.3f}; target <= 0.1x)"
+    )
+    print(
+        f"  clips {r['clips']} (scheduled events {r['scheduled_events']}), detection on "
+        f"{r['detect_on']}; main frames decoded {r['main_frames_decoded']}/{r['main_frames']} "
+        f"(keyframe images), sub frames decoded {r['sub_frames_decoded']}; "
+        f"peak RSS {r['peak_rss_mb']:.0f} MB"
+    )
+    return 0
+
+
 def print_scale(results: list[dict], as_json: bool) -> int:
     if as_json:
         print(json.dumps(results, indent=2))
@@ -677,7 +760,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument(
         "--only",
-        choices=["capture", "delivery", "scale", "motion-daemon"],
+        choices=["capture", "delivery", "scale", "motion-daemon", "substream"],
         help="run one benchmark only (scale and motion-daemon run only when named)",
     )
     ap.add_argument("--cameras", default="1,4,8,16", help="scale: camera counts to run")
@@ -707,6 +790,8 @@ def main() -> int:
             ),
             args.json,
         )
+    if args.only == "substream":
+        return print_substream(bench_substream(args.repeat, args.duration), args.json)
     if args.only == "motion-daemon":
         return print_motion(
             bench_motion_daemon(args.seconds, args.duration, args.event_gap), args.json

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 
@@ -34,6 +35,13 @@ class SpoolSink:
         return self.spool.get_meta(STOP_RECORDING)
 
     def deliver(self, clip: FinishedClip) -> None:
+        try:
+            self._add(clip)
+        except sqlite3.OperationalError as exc:  # "database or disk is full", mostly
+            raise OSError(f"cannot catalogue it: {exc}") from exc
+        clip.publish()  # after the commit: a crash in between is repaired by Spool.recover
+
+    def _add(self, clip: FinishedClip) -> None:
         f = clip.file
         self.spool.add(
             ClipRecord(
@@ -56,4 +64,3 @@ class SpoolSink:
                 mean_score=clip.mean_score,
             )
         )
-        clip.publish()  # after the commit: a crash in between is repaired by Spool.recover

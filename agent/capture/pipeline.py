@@ -103,6 +103,8 @@ class CameraStats:
     last_motion_wall: float | None = None
     last_error: str | None = None
     connections: int = 0
+    detect_on: str = "main"  # the stream motion is detected on: "main", or "sub" (detect_url)
+    keyframe_frames_decoded: int = 0  # main-stream frames decoded for keyframe images only
 
 
 def snapshot(pipe: CameraPipeline) -> dict:
@@ -118,6 +120,8 @@ def snapshot(pipe: CameraPipeline) -> dict:
             "parameter sets (SPS/PPS) or is corrupt"
         )
     out["corrupt_packets"] = source.corrupt_packets
+    if pipe.substream is not None:
+        out["substream"] = pipe.substream.status()
     return out
 
 
@@ -147,9 +151,16 @@ class CameraPipeline:
         self.on_clip = on_clip
         self.source = Source(cam, self.stop)
         self.stats = CameraStats()
+        self.substream = None  # the sub-stream's detection (agent/capture/substream.py)
 
     def run(self) -> None:
         """Run until stopped (live) or until the file ends (files without `loop`)."""
+        if self.cam.detect_url:
+            # Imported here: substream.py builds on this module's _Session.
+            from agent.capture.substream import run_with_substream
+
+            run_with_substream(self)
+            return
         for conn in self.source.connections():
             self.stats.connections += 1
             self.stats.state = "streaming"
@@ -239,14 +250,21 @@ class _Session:
         self._apply(self.segmenter.packet(mp.t, mp.key))
         self.buffer.push(mp)
         if self.clip is not None:
-            self.clip.writer.write(mp)
+            try:
+                self.clip.writer.write(mp)
+            except OSError as exc:  # a full disk: this clip is lost, never the camera
+                self._discard(self.clip, exc)
+        self._detect_packet(mp, self.segmenter.recording)
+        self.buffer.trim(self.segmenter.horizon(), self.marks[0].t if self.marks else None)
+
+    def _detect_packet(self, mp: MediaPacket, busy: bool) -> None:
+        """Steps 3-5 for one packet: gate, decoding, detection. `busy`: a clip is open."""
+        stats = self.pipe.stats
         gate = self.gate
         if gate is None:
             self._decode(mp)
         else:
-            wake = gate.packet(
-                mp.t, mp.packet.size, mp.key, mp.pts * mp.time_base, self.segmenter.recording
-            )
+            wake = gate.packet(mp.t, mp.packet.size, mp.key, mp.pts * mp.time_base, busy)
             if wake is not None:
                 self._catch_up(wake.since, wake.reason)
             elif gate.awake:
@@ -259,7 +277,6 @@ class _Session:
                 self._due(mp.t)  # the analysis schedule runs on as if the frame was decoded
             if self.gate is not None:
                 stats.gate, stats.gate_wakes = self.gate.mode, self.gate.wakes
-        self.buffer.trim(self.segmenter.horizon(), self.marks[0].t if self.marks else None)
 
     def _frames(self, mp: MediaPacket) -> list[av.VideoFrame]:
         stats = self.pipe.stats
@@ -363,21 +380,33 @@ class _Session:
     def _offer_keyframe(self, frame: av.VideoFrame, luma: np.ndarray, r: MotionResult) -> None:
         """Keep the best frame of each CANDIDATE_WINDOW; only that one is resized for the pool,
         not every analysed frame of a long event (the decoder keeps the held frame's buffer)."""
+        detector = self.detector
+        assert detector is not None and detector.last_frame is not None
         score = quality(r.score, sharpness(luma, r.box))
-        if self.pending is not None and r.t - self.window_start >= CANDIDATE_WINDOW:
+        self._offer(r.t, score, detector.last_frame.copy, frame)
+
+    def _offer(self, t: float, score: float, thumb: Callable[[], np.ndarray], image) -> None:
+        if self.pending is not None and t - self.window_start >= CANDIDATE_WINDOW:
             self._flush_candidate()
         if self.pending is None:
-            self.window_start = r.t
+            self.window_start = t
         if self.pending is None or score > self.pending.score:
-            assert self.detector is not None and self.detector.last_frame is not None
-            self.pending = Candidate(r.t, score, self.detector.last_frame.copy(), frame)
+            self.pending = Candidate(t, score, thumb(), image)
 
     def _flush_candidate(self) -> None:
         cand, self.pending = self.pending, None
         if cand is None or not self.picker.would_keep(cand.t, cand.score):
             return
-        cand.image = jpeg.prepare(cand.image, self.cam.clip.keyframe_size, self.reformatter)
+        cand.image = self._prepare(cand.image)
         self.picker.add(cand)
+
+    def _prepare(self, image: av.VideoFrame) -> av.VideoFrame:
+        """A candidate's image as the pool keeps it (the substream session keeps packets)."""
+        return jpeg.prepare(image, self.cam.clip.keyframe_size, self.reformatter)
+
+    def _image(self, cand: Candidate) -> av.VideoFrame | None:
+        """A chosen candidate's image, decoded if need be (None: it cannot be)."""
+        return cand.image
 
     def _apply(self, decisions: list[Decision]) -> None:
         for d in decisions:
@@ -407,12 +436,40 @@ class _Session:
         first = packets[0] if packets else self.current
         assert first is not None, "clips open while a packet is being processed"
         clip_id, path = self.pipe.sink.name_clip(self.cam.name, first.t, first.wall)
-        writer = ClipWriter(self.conn.stream, path)
-        for p in packets:
-            writer.write(p)
+        try:
+            writer = ClipWriter(self.conn.stream, path)
+        except OSError as exc:
+            self._discard(None, exc, clip_id)
+            return
         self.clip = _OpenClip(writer, clip_id, event_start)
+        try:
+            for p in packets:
+                writer.write(p)
+        except OSError as exc:
+            self._discard(self.clip, exc)
+
+    def _discard(self, clip: _OpenClip | None, exc: OSError, clip_id: str = "") -> None:
+        """A clip that cannot be written or catalogued (the disk is full): its partial files
+        go, the error is logged and shown in status, and the camera carries on."""
+        self.clip = None
+        if clip is not None:
+            clip_id = clip.clip_id
+            clip.writer.abort()
+            path = clip.writer.path
+            for tmp in path.parent.glob(f"{path.stem}_*.jpg.tmp"):
+                tmp.unlink(missing_ok=True)
+        self.pipe.stats.clips_refused += 1
+        self.pipe.stats.last_error = f"clip {clip_id} not recorded: {exc}"
+        log.error("%s: clip %s not recorded: %s", self.cam.name, clip_id, exc)
 
     def _close(self, event_end: float) -> None:
+        clip = self.clip
+        try:
+            self._finish(event_end)
+        except OSError as exc:
+            self._discard(clip, exc)
+
+    def _finish(self, event_end: float) -> None:
         clip, self.clip = self.clip, None
         if clip is None:
             return
@@ -424,10 +481,13 @@ class _Session:
         self._flush_candidate()
         chosen = self.picker.pick(written.start, written.end)
         keyframes = []
-        for i, cand in enumerate(chosen):
-            final = written.path.with_name(f"{written.path.stem}_{i}.jpg")
+        for cand in chosen:
+            image = self._image(cand)
+            if image is None:
+                continue
+            final = written.path.with_name(f"{written.path.stem}_{len(keyframes)}.jpg")
             tmp = final.with_name(final.name + ".tmp")
-            jpeg.write_jpeg(cand.image, tmp, self.cam.clip.keyframe_size)
+            jpeg.write_jpeg(image, tmp, self.cam.clip.keyframe_size)
             keyframes.append(Keyframe(final, tmp, cand.t))
         self.picker.drop_before(written.end)
         scores = clip.scores or [0.0]

@@ -171,6 +171,10 @@ class Source:
         self.state = "connecting"
         self.last_error: str | None = None
         self.corrupt_packets = 0
+        # Files only: wall time = wall_origin + session time, when set. Two recordings of one
+        # scene (a main and a sub-stream) then share one clock exactly, however their reading
+        # is scheduled; live streams are always anchored on arrival.
+        self.wall_origin: float | None = None
 
     def connections(self) -> Iterator[Connection]:
         """Yield live connections until stopped (files: until the end, unless looping)."""
@@ -266,6 +270,8 @@ class Source:
             )
             if anchor_wall is None or jump or drifted:
                 anchor_wall, anchor_t, anchor_mono = now_wall, t, time.monotonic()
+                if self.is_file and self.wall_origin is not None:
+                    anchor_wall = self.wall_origin + t
             if pace:
                 delay = anchor_mono + (t - anchor_t) - time.monotonic()
                 if delay > 0 and self.stop.wait(delay):

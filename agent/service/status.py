@@ -5,7 +5,7 @@ The model (documented in the README; keys are only ever added):
 - `config`: source (the file, "+ the fleet documents"), version ("local", or the documents
   applied, e.g. "group:east@7 device:gw1@3")
 - `cameras[]`: name, state, pid, restarts, last_restart_reason, codec, width, height, fps,
-  bitrate_kbps, last_frame_age_s, last_motion (ISO UTC), clips_today, last_error
+  bitrate_kbps, last_frame_age_s, last_motion (ISO UTC), clips_today, last_error, detect_on
 - `uploader`: null without [cloud]; else pid, restarts, cloud_reachable, offline_reason,
   last_error, last_error_at, drops
 - `queue`: counts (per spool state), bytes_pending, oldest_pending_age_s, registered_today,

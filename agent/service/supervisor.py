@@ -445,6 +445,7 @@ class Supervisor:
                     "last_motion": iso(snap.get("last_motion_wall")),
                     "clips_today": today.get(name, 0),
                     "last_error": snap.get("last_error"),
+                    "detect_on": snap.get("detect_on"),  # "main", or "sub" with detect_url
                 }
             )
         return {
