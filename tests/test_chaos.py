@@ -17,6 +17,7 @@ import pytest
 from rtsp import rtsp_available
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "chaos.py"
+SK = "chaos-soak-secret-0123456789"  # scripts/chaos.py's AccessKey secret
 
 
 def test_short_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
@@ -40,3 +41,11 @@ def test_short_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
     assert summary["clips"] > 0, f"no clip was catalogued, nothing was tested:\n{tail}"
     registered = summary["states"].get("registered", 0) + summary["states"].get("indexed", 0)
     assert registered > 0 and summary["duplicates"] == 0 and summary["lost"] == 0, tail
+    # No secret in anything the run printed or wrote down (agent logs, reports, configs).
+    texts = {"stdout": res.stdout, "stderr": res.stderr}
+    for path in work.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".txt", ".json", ".toml", ".jsonl"):
+            texts[str(path)] = path.read_text(errors="replace")
+    assert any(p.endswith(".log") for p in texts), "no agent log found to scan"
+    leaks = [name for name, text in texts.items() if SK in text]
+    assert not leaks, f"the AccessKey secret appears in {leaks}"

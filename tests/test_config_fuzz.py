@@ -155,7 +155,7 @@ def documents(draw) -> dict[str, Any]:
             doc[name] = draw(st.one_of(settings_table(cls), settings_table(cls), toml_values))
     if draw(st.booleans()):
         doc["cameras"] = draw(st.one_of(cameras, cameras, toml_values))
-    if draw(st.integers(0, 9)) == 0:
+    if draw(st.integers(0, 9)) == 9:  # rarely (hypothesis favours the low end)
         doc[draw(st.text(min_size=1, max_size=8))] = draw(toml_values)
     return doc
 
