@@ -267,13 +267,15 @@ class Config:
 
 # -- redaction -------------------------------------------------------------------------------
 
-# The password runs to the last "@" of the authority: an unescaped "@" in it must not leak a tail.
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^/\s]*@")
+# Any "user:password@", with or without a scheme in front: a mistyped scheme ("rtsp¡://",
+# "rtsp:/") or none at all is exactly what a config error echoes back. The password runs to the
+# last "@" before a "/" or a space, so an unescaped "@" in it must not leak a tail.
+_USERINFO = re.compile(r"(?P<user>[^:/@\s'\"]*):[^/\s]*@")
 
 
 def redact(text: str) -> str:
     """Hide the password of every URL in `text`: rtsp://user:pass@host → rtsp://user:***@host."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _USERINFO.sub(lambda m: f"{m['user']}:***@", text)
 
 
 def shown(raw: Any, limit: int = 60) -> str:

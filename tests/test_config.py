@@ -162,6 +162,11 @@ def test_redact_hides_passwords_in_urls():
     )
     assert redact("rtsp://10.0.0.2/s1") == "rtsp://10.0.0.2/s1"
     assert redact("rtsp://admin:p@ss@10.0.0.2/s1") == "rtsp://admin:***@10.0.0.2/s1"
+    # what a typo leaves of a URL is still redacted (found by the config fuzzer)
+    assert redact("['rtsp¡://admin:pw9@10.0.0.9/s', 1]") == "['rtsp¡://admin:***@10.0.0.9/s', 1]"
+    assert redact("rtsp:/admin:pw9@h/s") == "rtsp:/admin:***@h/s"
+    assert redact("url 'admin:pw9@10.0.0.9/s'") == "url 'admin:***@10.0.0.9/s'"
+    assert redact("rtsp://10.0.0.2:554/s1?t=a@b") == "rtsp://10.0.0.2:554/s1?t=a@b"
     assert (
         redact("a rtsp://u:p@h/x and rtsp://v:q@i/y") == "a rtsp://u:***@h/x and rtsp://v:***@i/y"
     )
