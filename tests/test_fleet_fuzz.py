@@ -53,16 +53,21 @@ plausible = st.fixed_dictionaries(
 )
 
 
+# Four times in five. Not `integers(0, 4)` != 0: hypothesis draws the bounds of a range far
+# more often than its middle, which left half the documents without a version.
+often = st.sampled_from([True, True, True, True, False])
+
+
 @st.composite
 def fleet_documents(draw) -> bytes:
     doc = draw(st.one_of(documents(), plausible))
-    if draw(st.integers(0, 4)):  # mostly only what may be pushed, so some documents pass
+    if draw(often):  # mostly only what may be pushed, so some documents pass
         doc = {k: v for k, v in doc.items() if k in PUSHABLE}
-    if draw(st.integers(0, 4)):
+    if draw(often):
         doc["version"] = draw(
             st.one_of(st.integers(1, 10**6), st.integers(-2, 10**20), toml_values)
         )
-    if draw(st.integers(0, 4)):
+    if draw(often):
         doc["target"] = draw(st.sampled_from([TARGET, TARGET, "group:west", "device:gw1", "x"]))
     return toml_text(doc).encode()
 
