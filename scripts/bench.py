@@ -22,9 +22,9 @@ Scale (`--only scale`): the real daemon (`python -m agent run`, no [cloud], data
 dir) with N file cameras (the 15 % motion input, `realtime = true`, `loop = true`) for each N
 of `--cameras`, measured for `--seconds` after start-up: CPU of the supervisor and its whole
 process tree (utime + stime from /proc, sampled at start and end), the supervisor's own CPU,
-the largest camera process's peak RSS (VmHWM), and whether the cameras keep up: their frame
-rate and frame age in the status model, how long after its last frame each clip was written,
-and the clips cut against the scene's schedule.
+the largest camera process's peak RSS (VmHWM) and unique memory (USS), and whether the cameras
+keep up: their frame rate and frame age in the status model, how long after its last frame
+each clip was written, and the clips cut against the scene's schedule.
 
 Motion daemon (`--only motion-daemon`): the same input served over RTSP by the test server
 (tests/rtsp.py, needs GStreamer under /usr/bin/python3) to Debian's `motion` (4.5; built-in
@@ -301,6 +301,17 @@ def tree_cpu_s(root: int) -> float:
     return sum(cpu_s(p) for p in proc_tree(root))
 
 
+def unique_mb(pid: int) -> float:
+    """USS of a live process, MB: the pages only it holds (private clean + dirty), i.e. what
+    one more camera process costs; RSS also counts the libraries every process shares."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    kb = sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Private_"))
+    return kb / 1024
+
+
 def peak_rss_of(pid: int) -> float:
     """VmHWM of a live process, MB (0 if gone)."""
     try:
@@ -460,6 +471,7 @@ def bench_scale(
                 cpu1, sup1 = tree_cpu_s(d.proc.pid), cpu_s(d.proc.pid, reaped=False)
                 host1, t1 = host_busy_s(), time.monotonic()
                 rss = [peak_rss_of(c["pid"]) for c in st["cameras"]]
+                uss = [unique_mb(c["pid"]) for c in st["cameras"]]
                 sup_rss = peak_rss_of(d.proc.pid)
             finally:
                 d.stop()
@@ -492,6 +504,7 @@ def bench_scale(
                 "supervisor_cores": (sup1 - sup0) / wall,
                 "host_busy_cores": (host1 - host0) / wall,
                 "max_camera_rss_mb": max(rss),
+                "max_camera_uss_mb": max(uss),
                 "supervisor_rss_mb": sup_rss,
                 "min_camera_fps": min_fps,
                 "max_frame_age_s": max(ages, default=None),
@@ -713,7 +726,7 @@ def print_scale(results: list[dict], as_json: bool) -> int:
         f"{results[0]['seconds']:.0f} s each (after start-up); CPU in cores, RSS peak"
     )
     print(
-        f"{'cameras':>7}{'CPU':>7}{'/camera':>9}{'superv.':>9}{'RSS MB':>8}{'(sup.)':>7}"
+        f"{'cameras':>7}{'CPU':>7}{'/camera':>9}{'superv.':>9}{'RSS MB':>8}{'USS':>5}{'(sup.)':>7}"
         f"{'fps':>6}{'age s':>7}{'delay s':>8}{'clips':>7}{'(exp.)':>8}  kept up  host"
     )
     for r in results:
@@ -721,12 +734,14 @@ def print_scale(results: list[dict], as_json: bool) -> int:
         print(
             f"{r['cameras']:>7}{r['cpu_cores']:>7.3f}{r['cpu_per_camera']:>9.3f}"
             f"{r['supervisor_cores']:>9.4f}{r['max_camera_rss_mb']:>8.0f}"
+            f"{r['max_camera_uss_mb']:>5.0f}"
             f"{r['supervisor_rss_mb']:>7.0f}{r['min_camera_fps']:>6.1f}"
             f"{r['max_frame_age_s']:>7.1f}{r['max_clip_delay_s'] or 0:>8.1f}"
             f"{r['clips']:>7}{f'{lo}-{hi}':>8}  {'yes' if r['kept_up'] else 'NO ':<7}"
             f"{r.get('host_busy_cores', float('nan')):>6.2f}"
         )
-    print("CPU: supervisor + all children; RSS MB: the largest camera process's VmHWM;")
+    print("CPU: supervisor + all children; RSS MB: the largest camera process's VmHWM; USS:")
+    print("its unique memory at the end (what one more camera costs; RSS counts shared libs);")
     print("fps: the slowest camera's mean frame rate; age: max last_frame_age_s; delay: the")
     print("longest a clip's file came after its last frame; clips: cut / expected (schedule);")
     print(f"host: the whole machine's busy cores meanwhile (of {os.cpu_count()}), others' work too")

@@ -21,7 +21,6 @@ A child that exits 0 has finished on purpose (a file source without `loop`) and 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -34,11 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import __version__, logs
-from agent.capture.catalog import SpoolSink
-from agent.capture.pipeline import CameraPipeline, snapshot
-from agent.capture.source import SourceError
-from agent.config import CameraConfig, Config, ConfigError
+from agent import __version__
+from agent.config import Config, ConfigError
+from agent.service.children import camera_main, uploader_main
 from agent.service.fleet import ConfigSource, FleetAgent, health_summary, status_model
 from agent.service.status import StatusServer, clips_today, disk_summary, iso, queue_summary
 from agent.spool import Spool
@@ -50,90 +47,7 @@ TICK = 0.5  # s between supervisor loop turns
 BACKOFF = (1.0, 60.0)  # restart backoff: first delay, cap
 HEALTHY_AFTER = 60.0  # s of life after which a child's backoff starts over
 UPLOADER_HANG = 120.0  # s without a heartbeat before the uploader counts as hung
-REPORT_EVERY = 2.0  # s between a child's status snapshots
 ENDED_STATES = ("finished", "failed", "unsupported")  # a camera process that ended shows why
-
-
-class Lifeline(threading.Event):
-    """A child's stop flag that also proves the child's loop is alive.
-
-    The capture loop checks `is_set()` for every packet and sleeps in `wait()` between
-    retries; both stamp `heartbeat` (monotonic seconds, shared with the supervisor), `wait()`
-    at least once a second however long it sleeps.
-    """
-
-    def __init__(self, heartbeat: Any, reports: Any = None) -> None:
-        super().__init__()
-        self.heartbeat = heartbeat
-        self.reports = reports  # queue to the supervisor, for status
-        self.report: Callable[[], dict] | None = None  # what to send there
-        self._last = 0.0
-        self._last_report = 0.0
-
-    def beat(self) -> None:
-        now = time.monotonic()
-        if now - self._last >= 0.5:
-            self.heartbeat.value = now
-            self._last = now
-        if self.report is not None and now - self._last_report >= REPORT_EVERY:
-            self._last_report = now
-            with contextlib.suppress(queue.Full):
-                self.reports.put_nowait((time.time(), self.report()))
-
-    def is_set(self) -> bool:
-        self.beat()
-        return super().is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            self.beat()
-            step = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-            if step <= 0:
-                return super().is_set()
-            if super().wait(step):
-                return True
-
-
-def _child_setup(config: Config, heartbeat: Any, reports: Any) -> Lifeline:
-    logs.setup(config.agent.log_level)
-    stop = Lifeline(heartbeat, reports)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's business
-    stop.beat()
-    return stop
-
-
-def camera_main(config: Config, cam: CameraConfig, heartbeat: Any, reports: Any) -> None:
-    """Entry point of a camera's child process."""
-    stop = _child_setup(config, heartbeat, reports)
-    spool = Spool(config.agent.data_dir)
-    spool.publish_partial(cam.name)  # what this camera's previous process was cut off in
-    pipe = CameraPipeline(cam, SpoolSink(spool), stop)
-    stop.report = lambda: snapshot(pipe)
-    try:
-        pipe.run()
-    except SourceError as exc:
-        log.error("%s: %s", cam.name, exc)
-    finally:
-        spool.close()
-        # The last word for status (finished, unsupported, failed, and why): the periodic
-        # report may never have gone out, e.g. for a file that cannot be opened.
-        with contextlib.suppress(queue.Full):
-            reports.put((time.time(), snapshot(pipe)), timeout=1.0)
-    if not stop.is_set():
-        log.info("%s: source finished", cam.name)
-
-
-def uploader_main(config: Config, heartbeat: Any, reports: Any) -> None:
-    """Entry point of the uploader's child process: drains the spool to the cloud."""
-    from agent.deliver.uploader import from_config
-
-    stop = _child_setup(config, heartbeat, reports)
-    uploader = from_config(config)
-    stop.report = uploader.snapshot
-    uploader.run(stop)
 
 
 @dataclass
