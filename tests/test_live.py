@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,28 @@ def test_agent_with_wrong_password_stays_up_and_stops_promptly(rtsp_server, scen
     assert proc.returncode == 0
     assert "wrong-secret" not in out and "admin:***@" in out
     assert out.count("credentials") == 1, "auth failures retried in a tight loop"
+
+
+def test_wall_times_are_capture_times_not_the_probe_delay(rtsp_server, scenes):
+    """A packet is stamped with when it was captured, never later than it reached us: FFmpeg's
+    stream probing hands the first ~1.8 s over in a burst, and anchoring wall time on that first
+    packet stamped every later one ~1.8 s in the future (clip names, the cloud's times and the
+    sub-stream alignment all ran that late)."""
+    server = rtsp_server({"/cam1": scenes["h264"].path})
+    stop = threading.Event()
+    source = Source(CameraConfig(name="cam1", url=server.url("/cam1")), stop)
+    seen = []  # (media t, wall stamped, time handed to us)
+    for conn in source.connections():
+        for mp in conn.packets:
+            seen.append((mp.t, mp.wall, time.time()))
+            if mp.t - seen[0][0] >= 6.0:
+                stop.set()
+                break
+    t0, _, first_arrival = seen[0]
+    burst = [s for s in seen if s[2] - first_arrival < 0.05]
+    assert burst[-1][0] - t0 > 0.5, "no probe burst: this test would prove nothing"
+    ahead = max(wall - arrival for _, wall, arrival in seen)
+    assert ahead <= 0.001, f"a packet stamped {ahead:.2f} s after it arrived"
+    # After the burst packets come in real time and are stamped within the delivery delay.
+    steady = [arrival - wall for t, wall, arrival in seen if t - t0 > burst[-1][0] - t0 + 1.0]
+    assert len(steady) > 30 and max(steady) < 0.3, max(steady)

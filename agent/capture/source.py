@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ AUTH_BACKOFF_CAP = 300.0
 HEALTHY_AFTER = 10.0  # s of streaming after which the backoff starts over
 JUMP_FRAMES = 50  # a forward timestamp gap longer than this many frame intervals is a jump
 JUMP_MIN = 2.0  # ... and never shorter than this many seconds
-WALL_DRIFT = 2.0  # s the stream may drift from the host clock before wall time re-anchors
+WALL_DRIFT = 2.0  # s a live stream may run late of the host clock before wall time re-anchors
+WALL_WINDOW = 60.0  # s of media over which a live stream's wall-clock offset is estimated
 SUPPORTED_CODECS = ("h264", "hevc")
 
 
@@ -160,6 +162,41 @@ class Timeline:
         return new_pts, new_dts, duration or step, jump
 
 
+class WallClock:
+    """Wall-clock time of a live stream's packets, from their media times and arrival times.
+
+    A packet cannot arrive before it was captured, and most arrive within a few ms, so the
+    capture time of media time t is `t + offset`, offset being the least `arrival - t` over the
+    last WALL_WINDOW s of media: the promptest packet's. The first packets of a connection come
+    in a burst, held back by FFmpeg's stream probing (~1.8 s at 15 fps); anchoring on the first
+    packet, as this did before, made every wall time that much late for the whole connection.
+    The window lets the estimate follow a camera clock that runs slow against the host's; a
+    packet later than the estimate by more than WALL_DRIFT (the host clock jumped forward, a
+    stall) starts the estimate over. Wall times never go backwards unless the host clock does.
+    """
+
+    def __init__(self, window: float = WALL_WINDOW, drift: float = WALL_DRIFT) -> None:
+        self.window = window
+        self.drift = drift
+        self._least: deque[tuple[float, float]] = deque()  # (t, offset), offsets increasing
+
+    def reset(self) -> None:
+        """A timestamp discontinuity: what came before says nothing about what follows."""
+        self._least.clear()
+
+    def place(self, t: float, arrival: float) -> float:
+        offset = arrival - t
+        least = self._least
+        if least and offset - least[0][1] > self.drift:
+            least.clear()
+        while least and least[-1][1] >= offset:
+            least.pop()
+        least.append((t, offset))
+        while least[0][0] < t - self.window:
+            least.popleft()
+        return t + least[0][1]
+
+
 class Source:
     """All connections to one camera, for as long as it is wanted."""
 
@@ -233,7 +270,8 @@ class Source:
     def _packets(self, container, stream) -> Iterator[MediaPacket]:
         tb = float(stream.time_base)
         pace = self.is_file and self.cam.realtime
-        anchor_wall = anchor_t = anchor_mono = None
+        anchor_wall = anchor_t = anchor_mono = None  # files: the clock is the file's own timing
+        clock = WallClock()  # live streams
         self.last_error = None
         demux = container.demux(stream)
         while not self.stop.is_set():
@@ -260,22 +298,20 @@ class Source:
                 self.corrupt_packets += 1
             pts, dts, dur, jump = self.timeline.place(pkt.pts, pkt.dts, pkt.duration or 0)
             t = dts * tb
-            now_wall = time.time()
-            # Wall time follows the stream's clock from an anchor; re-anchored when the host's
-            # clock and a live stream drift apart (a file's own timing defines its clock).
-            drifted = (
-                not self.is_file
-                and anchor_wall is not None
-                and abs(now_wall - (anchor_wall + t - anchor_t)) > WALL_DRIFT
-            )
-            if anchor_wall is None or jump or drifted:
-                anchor_wall, anchor_t, anchor_mono = now_wall, t, time.monotonic()
-                if self.is_file and self.wall_origin is not None:
-                    anchor_wall = self.wall_origin + t
-            if pace:
-                delay = anchor_mono + (t - anchor_t) - time.monotonic()
-                if delay > 0 and self.stop.wait(delay):
-                    return
+            if not self.is_file:
+                if jump:
+                    clock.reset()
+                wall = clock.place(t, time.time())
+            else:
+                if anchor_wall is None or jump:
+                    anchor_wall, anchor_t, anchor_mono = time.time(), t, time.monotonic()
+                    if self.wall_origin is not None:
+                        anchor_wall = self.wall_origin + t
+                wall = anchor_wall + (t - anchor_t)
+                if pace:
+                    delay = anchor_mono + (t - anchor_t) - time.monotonic()
+                    if delay > 0 and self.stop.wait(delay):
+                        return
             yield MediaPacket(
                 packet=pkt,
                 t=t,
@@ -284,6 +320,6 @@ class Source:
                 dts=dts,
                 duration=dur,
                 key=bool(pkt.is_keyframe),
-                wall=anchor_wall + (t - anchor_t),
+                wall=wall,
                 discontinuity=jump,
             )

@@ -8,13 +8,14 @@ Two connections to one camera, each reconnecting on its own (agent/capture/sourc
   and cut into clips exactly as without a sub-stream, but never decoded, except for the GOPs
   of the keyframe images a clip keeps.
 
-Alignment is by wall-clock time. Each source stamps its packets with a wall time: anchored on
-arrival at connect and re-anchored when the stream drifts from the host clock by WALL_DRIFT
-(live), or a shared origin + media time (two files: exact). A verdict at sub-stream wall time
-`w` applies to the main stream at media time `w - (wall - t)` of the main packet in hand. The
-error is the difference between the two streams' delivery latencies at their anchors (the
-same encoder feeds both; on a LAN tens of ms), transiently up to WALL_DRIFT when one stream
-re-anchors and the other does not. Pre-roll and post-roll (seconds) absorb it.
+Alignment is by wall-clock time. Each source stamps its packets with a wall time: media time
+plus the least arrival delay seen over the last minute (live, `WallClock`), or a shared origin
++ media time (two files: exact). A verdict at sub-stream wall time `w` applies to the main
+stream at media time `w - (wall - t)` of the main packet in hand. The error is the difference
+between the two streams' least delivery latencies (the same encoder feeds both; on a LAN a few
+ms), more in the first seconds of a connection (FFmpeg's probing hands over its first packets
+in a burst) or when one stream re-anchors after a stall and the other does not. Pre-roll and
+post-roll (seconds) absorb it.
 
 Order: the main packet at wall `w` is handled once the sub-stream has been processed up to `w`
 (the main loop waits for it), so the segmenter sees a packet, then the verdicts up to its time,
