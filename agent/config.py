@@ -267,15 +267,20 @@ class Config:
 
 # -- redaction -------------------------------------------------------------------------------
 
-# Any "user:password@", with or without a scheme in front: a mistyped scheme ("rtsp¡://",
-# "rtsp:/") or none at all is exactly what a config error echoes back. The password runs to the
-# last "@" before a "/" or a space, so an unescaped "@" in it must not leak a tail.
-_USERINFO = re.compile(r"(?P<user>[^:/@\s'\"]*):[^/\s]*@")
+# A URL's password: "/user:password@" after any scheme, even a mistyped one ("rtsp¡://",
+# "rtsp:/"). It runs to the last "@" before a "/" or a space: an unescaped "@" in it must not
+# leak a tail. Text without the "/" is left alone ("group:east@7" is a fleet document version).
+_URL_USERINFO = re.compile(r"(?<=/)(?P<user>[^:/@]*):[^/\s]*@")
+# In a value echoed back from a config file, any "user:password@": the URL may be mangled
+# beyond recognition ("admin:pw@10.0.0.9/s", "ad min:pw@...").
+_ANY_USERINFO = re.compile(r"(?P<user>[^:/@\s'\"]*):[^/\s]*@")
 
 
-def redact(text: str) -> str:
-    """Hide the password of every URL in `text`: rtsp://user:pass@host → rtsp://user:***@host."""
-    return _USERINFO.sub(lambda m: f"{m['user']}:***@", text)
+def redact(text: str, *, anywhere: bool = False) -> str:
+    """Hide the password of every URL in `text`: rtsp://user:pass@host → rtsp://user:***@host.
+    `anywhere`: also a "user:pass@" with no URL around it (values from a config file)."""
+    pattern = _ANY_USERINFO if anywhere else _URL_USERINFO
+    return pattern.sub(lambda m: f"{m['user']}:***@", text)
 
 
 def shown(raw: Any, limit: int = 60) -> str:
@@ -285,7 +290,7 @@ def shown(raw: Any, limit: int = 60) -> str:
         text = repr(raw)
     except (ValueError, RecursionError):  # an int past str()'s digit limit, absurd nesting
         text = f"<{type(raw).__name__}>"
-    text = redact(text)
+    text = redact(text, anywhere=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -476,7 +481,7 @@ def parse(doc: Mapping[str, Any], source: str = "<config>") -> Config:
         lambda: _fleet(doc.get("fleet", {}), cloud is not None or "cloud" in doc), FleetSettings()
     )
     if problems:
-        problems = [redact(p) for p in problems]
+        problems = [redact(p, anywhere=True) for p in problems]
         if len(problems) == 1:
             raise ConfigError(f"{source}: {problems[0]}", problems)
         listing = "\n".join(f"  - {p}" for p in problems)
@@ -534,7 +539,7 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError, a 5000-digit int, [[[[...
         why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise ConfigError(redact(f"{source}: not valid TOML: {why}")) from None
+        raise ConfigError(redact(f"{source}: not valid TOML: {why}", anywhere=True)) from None
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -165,8 +165,12 @@ def test_redact_hides_passwords_in_urls():
     # what a typo leaves of a URL is still redacted (found by the config fuzzer)
     assert redact("['rtsp¡://admin:pw9@10.0.0.9/s', 1]") == "['rtsp¡://admin:***@10.0.0.9/s', 1]"
     assert redact("rtsp:/admin:pw9@h/s") == "rtsp:/admin:***@h/s"
-    assert redact("url 'admin:pw9@10.0.0.9/s'") == "url 'admin:***@10.0.0.9/s'"
+    assert redact("rtsp://ad min:pw9@10.0.0.9/s") == "rtsp://ad min:***@10.0.0.9/s"
     assert redact("rtsp://10.0.0.2:554/s1?t=a@b") == "rtsp://10.0.0.2:554/s1?t=a@b"
+    assert redact("fleet: applied group:east@7") == "fleet: applied group:east@7"
+    # a value echoed from a config file: no URL left around it
+    assert redact("url 'admin:pw9@10.0.0.9/s'", anywhere=True) == "url 'admin:***@10.0.0.9/s'"
+    assert redact("['ad min:pw9@h/s']", anywhere=True) == "['ad min:***@h/s']"
     assert (
         redact("a rtsp://u:p@h/x and rtsp://v:q@i/y") == "a rtsp://u:***@h/x and rtsp://v:***@i/y"
     )
