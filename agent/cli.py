@@ -86,8 +86,9 @@ def cmd_queue(args: argparse.Namespace) -> int:
         return 0
     rows = list(spool.rows(state=args.state, camera=args.camera))
     if args.json:
-        for row in rows:
+        for row in rows:  # the spool's JSON columns as JSON, not as strings of it
             row["keyframes"] = json.loads(row["keyframes"])
+            row["keyframe_keys"] = json.loads(row["keyframe_keys"] or "null")
             print(json.dumps(row))
         return 0
     print(

@@ -24,3 +24,6 @@ def setup(level: str = "info", *, stream=None) -> None:
     logging.getLogger("libav").setLevel(logging.ERROR)
     # alibabacloud_credentials refreshes through APScheduler, which logs every start and stop.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request at INFO ("HTTP Request: POST https://ice...."); the uploader
+    # logs what each one meant.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

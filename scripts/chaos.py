@@ -936,6 +936,16 @@ class Chaos:
             paths = [row["clip_path"]] + [k["path"] for k in row["keyframes"]]
             if len(images) != len(row["keyframes"]):
                 self.violate("objects", f"{clip}: {len(images)} ImagesInput, row has keyframes")
+            # The rows were read before the ICE state: a clip may have gone up in between, so
+            # only a row that says it is registered must show the keys it was registered with.
+            if row["state"] in ("registered", "indexed") and (
+                row["clip_key"] != expect_key or row["keyframe_keys"] != keys[1:]
+            ):
+                self.violate(
+                    "objects",
+                    f"{clip}: catalog keys {row['clip_key']} {row['keyframe_keys']} are not the "
+                    f"registered {keys}",
+                )
             ok = True
             for okey, rel in zip(keys, paths):
                 data = self.oss.object_bytes(BUCKET, okey)
