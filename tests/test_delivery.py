@@ -502,6 +502,29 @@ def test_a_clip_cut_while_the_clock_was_unset_waits_then_goes_up_renamed_from_th
     assert media["msg_body"]["customFields"]["intField1"] == int(row["start_wall"])
 
 
+def test_a_clip_cut_at_1970_before_a_reboot_goes_up_as_it_is_and_says_so(
+    tmp_path, oss, ice, caplog
+):
+    """Its boot clock died with the boot it was cut in: no better time can be given, and the
+    operator is told rather than left to find a clip from 1970 in the library."""
+    spool = make_clips(tmp_path, 1)
+    [row] = spool.rows()
+    with spool.db.conn:
+        spool.db.conn.execute(
+            "UPDATE clips SET start_wall = 3605.0, boot_id = 'an-earlier-boot' WHERE id = ?",
+            (row["id"],),
+        )
+    clock = Clock()
+    clock.now = time.time()
+    up = make_uploader(tmp_path, oss, ice, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="agent.deliver.uploader"):
+        drain(up, spool, clock)
+    [after] = spool.rows()
+    assert after["state"] == "indexed" and after["clip_id"] == row["clip_id"]
+    lost = [r.getMessage() for r in caplog.records if "real time is lost" in r.getMessage()]
+    assert len(lost) == 1 and row["clip_id"] in lost[0], caplog.text
+
+
 def test_a_retry_set_while_the_clock_ran_hours_ahead_is_due_once_it_is_put_back(tmp_path, oss, ice):
     spool = make_clips(tmp_path, 2)
     clock = Clock()

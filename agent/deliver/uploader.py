@@ -210,6 +210,13 @@ class Uploader:
                     spool.defer(row["id"], "the wall clock is not set yet", self.clock() + 5)
                     return True
                 row = fresh
+                if row["start_wall"] < CLOCK_FLOOR and row["state"] == "pending":
+                    log.warning(
+                        "clip %s was cut while the wall clock was unset and the gateway has "
+                        "rebooted since: its real time is lost; it goes up dated %s",
+                        row["clip_id"],
+                        row["started_at"],
+                    )
             if stage == "upload":
                 self._upload(spool, oss, row)
             elif stage == "register":
