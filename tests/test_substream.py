@@ -5,13 +5,18 @@ servers."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 
 import av
 import pytest
-from agentproc import wait_for
+from agentproc import start, wait_for, write_config
 from media import assert_valid_clip, ffprobe, overlaps
 
 from agent.capture.pipeline import CameraPipeline, FinishedClip, snapshot
@@ -196,3 +201,41 @@ def test_live_sub_stream_lost_and_back_with_clips_from_the_main_stream(rtsp_serv
         [video] = [s for s in ffprobe(f.path)["streams"] if s["codec_type"] == "video"]
         assert (video["width"], video["height"]) == MAIN
     assert pipe.substream is not None and pipe.substream.stats.connections >= 2
+
+
+def test_status_shows_the_sub_stream_and_which_stream_detection_runs_on(walk, tmp_path):
+    """The daemon's status (JSON and table) says the sub-stream is down, why, and that
+    detection fell back to the main stream; the sub-stream's password is never shown."""
+    main, _, _ = walk
+    sub_url = "rtsp://admin:sub-secret@127.0.0.1:9/sub"  # nothing listens on port 9
+    config = write_config(tmp_path, main.path, extra=f'detect_url = "{sub_url}"\nloop = true\n')
+    proc = start(config)
+    try:
+
+        def fallen_back():
+            out = cli("status", "--json", "--config", str(config))
+            cams = json.loads(out.stdout).get("cameras", []) if out.returncode == 0 else []
+            sub = cams[0].get("substream") if cams else None
+            ok = sub and sub["state"] == "reconnecting" and cams[0]["detect_on"] == "main"
+            return cams[0] if ok and sub["last_error"] else None
+
+        cam = wait_for(fallen_back, 60, "status to show the sub-stream down")
+        table = cli("status", "--config", str(config)).stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert "admin:***@" in cam["substream"]["last_error"], cam["substream"]
+    assert "sub-stream: reconnecting; detection on the main stream" in table, table
+    assert "sub-stream error: rtsp://admin:***@127.0.0.1:9/sub" in table, table
+    assert "sub-secret" not in table + json.dumps(cam)
+    assert max(len(line) for line in table.splitlines()) <= 80, table
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=60
+    )

@@ -5,7 +5,8 @@ The model (documented in the README; keys are only ever added):
 - `config`: source (the file, "+ the fleet documents"), version ("local", or the documents
   applied, e.g. "group:east@7 device:gw1@3")
 - `cameras[]`: name, state, pid, restarts, last_restart_reason, codec, width, height, fps,
-  bitrate_kbps, last_frame_age_s, last_motion (ISO UTC), clips_today, last_error, detect_on
+  bitrate_kbps, last_frame_age_s, last_motion (ISO UTC), clips_today, last_error, detect_on,
+  substream (null without detect_url; else state, last_error, codec, width, height)
 - `uploader`: null without [cloud]; else pid, restarts, cloud_reachable, offline_reason,
   last_error, last_error_at, drops
 - `queue`: counts (per spool state), bytes_pending, oldest_pending_age_s, registered_today,
@@ -234,6 +235,17 @@ def render(model: dict[str, Any]) -> str:
         for key in ("last_restart_reason", "last_error"):
             if c.get(key):
                 lines.append(f"  {key.replace('_', ' ')}: {c[key]}"[:80])
+        sub = c.get("substream")
+        if sub:
+            size = (
+                f" {sub.get('codec') or '-'} {sub['width']}x{sub['height']}"
+                if sub.get("width")
+                else ""
+            )
+            on = "the sub-stream" if c.get("detect_on") == "sub" else "the main stream"
+            lines.append(f"  sub-stream: {sub['state']}{size}; detection on {on}")
+            if sub.get("last_error") and sub["state"] != "streaming":
+                lines.append(f"  sub-stream error: {sub['last_error']}"[:80])
     q = model.get("queue")
     if q:
         counts = ", ".join(f"{n} {s}" for s, n in q["counts"].items() if n) or "empty"

@@ -77,6 +77,14 @@ class Child:
         return self.proc.pid if self.proc is not None else None
 
 
+def _substream(snap: dict | None) -> dict | None:
+    """A camera's sub-stream (detect_url) as status shows it; None without one."""
+    if not snap:
+        return None
+    keys = ("state", "last_error", "codec", "width", "height")
+    return {k: snap.get(k) for k in keys}
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "still running"
@@ -360,6 +368,7 @@ class Supervisor:
                     "clips_today": today.get(name, 0),
                     "last_error": snap.get("last_error"),
                     "detect_on": snap.get("detect_on"),  # "main", or "sub" with detect_url
+                    "substream": _substream(snap.get("substream")),
                 }
             )
         return {
