@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +46,16 @@ def start(config: Path, *extra: str, log: Path | None = None) -> subprocess.Pope
         text=True,
         start_new_session=True,
     )
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 60) -> int | None:
+    """SIGTERM, as systemd stops it; its process group SIGKILLed if it is not gone in time."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def catalogue(data_dir: Path) -> list[dict]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import stat
 import subprocess
 import sys
@@ -21,7 +19,7 @@ import traceback
 from pathlib import Path
 
 import pytest
-from agentproc import catalogue, start, wait_for
+from agentproc import catalogue, start, terminate, wait_for
 from fake_ice import FakeIce
 from fake_oss import FakeOss
 from test_bad_media import make_video
@@ -129,12 +127,7 @@ def run_daemon_and_commands(config: Path, data_dir: Path, video: Path, tmp: Path
         rows = [json.loads(line) for line in captured["queue --json"].splitlines()]
         assert any(r["last_error"] and "InvalidSecurityToken" in r["last_error"] for r in rows)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        terminate(proc)
     captured["agent log"] = log.read_text()
     assert "readable by every user" in captured["agent log"], "no warning on a 0644 config"
     assert "Traceback" not in captured["agent log"], captured["agent log"][-3000:]

@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import signal
 import subprocess
 import sys
 import threading
 
 import av
 import pytest
-from agentproc import start, wait_for, write_config
+from agentproc import start, terminate, wait_for, write_config
 from media import assert_valid_clip, ffprobe, overlaps
 
 from agent.capture.pipeline import CameraPipeline, FinishedClip, snapshot
@@ -222,12 +220,7 @@ def test_status_shows_the_sub_stream_and_which_stream_detection_runs_on(walk, tm
         cam = wait_for(fallen_back, 60, "status to show the sub-stream down")
         table = cli("status", "--config", str(config)).stdout
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        terminate(proc)
     assert "admin:***@" in cam["substream"]["last_error"], cam["substream"]
     assert "sub-stream: reconnecting; detection on the main stream" in table, table
     assert "sub-stream error: rtsp://admin:***@127.0.0.1:9/sub" in table, table
