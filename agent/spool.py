@@ -28,6 +28,8 @@ from typing import Any
 
 import sqlite_utils
 
+from agent.durable import fsync_dir
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -136,14 +138,6 @@ def _first(cur: sqlite3.Cursor) -> dict[str, Any] | None:
     """The cursor's first row as a dict of column name to value, or None."""
     values = cur.fetchone()
     return dict(zip([d[0] for d in cur.description], values)) if values else None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def utc_iso(epoch: float) -> str:
@@ -364,7 +358,7 @@ class Spool:
                 with contextlib.suppress(FileExistsError):
                     os.link(old, new)
         for d in {p.parent for p in news if p.parent.exists()}:
-            _fsync_dir(d)
+            fsync_dir(d)
         moved = [{**k, "path": self.relative(p)} for k, p in zip(keyframes, news[1:])]
         with self.db.conn:
             cur = self.db.conn.execute(
@@ -386,7 +380,7 @@ class Spool:
         for old in olds:
             old.unlink(missing_ok=True)
         for d in {p.parent for p in olds if p.parent.exists()}:
-            _fsync_dir(d)
+            fsync_dir(d)
         return new_id
 
     def set_state(self, row_id: int, state: str, *, reason: str | None = None) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import av
 
+from agent.durable import fsync_dir, fsync_file
+
 log = logging.getLogger(__name__)
 
 
@@ -141,22 +143,6 @@ class ClipWriter:
         with contextlib.suppress(av.FFmpegError):
             self.container.close()
         self.tmp_path.unlink(missing_ok=True)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def publish(pairs: list[tuple[Path, Path]]) -> None:

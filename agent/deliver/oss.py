@@ -44,6 +44,7 @@ import oss2
 import oss2.exceptions
 
 from agent.deliver.credentials import CredentialSource, OssCredentialsProvider
+from agent.durable import fsync_dir
 
 __all__ = [
     "DEFAULT_MULTIPART_THRESHOLD",
@@ -297,11 +298,7 @@ class _AtomicResumableStore(oss2.ResumableStore):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.dir)
 
 
 def _silence_oss2_debug() -> None:

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import __version__, fleetdoc
 from agent.config import CloudSettings, Config, ConfigError, parse, parse_toml, read_toml
+from agent.durable import fsync_dir
 from agent.fleetdoc import FleetDoc, FleetDocError
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,7 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dirfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    fsync_dir(path.parent)
 
 
 class FleetStore:
