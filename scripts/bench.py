@@ -55,7 +55,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 CACHE = Path(tempfile.gettempdir()) / "ipc-agent-bench"
 
@@ -86,7 +88,9 @@ CHILD_REPLAY = (
     PEAK_RSS
     + """
 import json, sys, tempfile, time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from agent.config import Config, MotionSettings
 from agent.replay import replay
 config = Config(motion=MotionSettings(gate=sys.argv[2]))
@@ -103,7 +107,9 @@ CHILD_SUBSTREAM = (
     PEAK_RSS
     + """
 import json, sys, tempfile, threading, time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from agent.capture.pipeline import CameraPipeline
 from agent.config import CameraConfig
 from agent.replay import DirectorySink
@@ -695,10 +701,47 @@ def bench_substream(repeat: int, duration: float) -> dict:
     }
 
 
-def print_substream(r: dict, as_json: bool) -> int:
+def show(results: Any, as_json: bool, table: Callable[[Any], None]) -> int:
+    """A benchmark's results as JSON, or as its table for people."""
     if as_json:
-        print(json.dumps(r, indent=2))
-        return 0
+        print(json.dumps(results, indent=2))
+    else:
+        table(results)
+    return 0
+
+
+def print_capture(results: list[dict], duration: float, repeat: int) -> None:
+    print(f"\n1080p15 H.264 ~4 Mbps, {duration:g} s per input, median of {repeat} runs")
+    print(
+        f"{'input':<14}{'decode':>8}{'replay':>8}{'ratio':>7}{'(min-max)':>12}"
+        f"{'full':>7}{'ratio':>7}{'clips':>7}{'RSS MB':>8}{'(decode)':>9}"
+    )
+    for r in results:
+        print(
+            f"{r['input']:<14}{r['reference_cpu_per_s']:>8.3f}{r['replay_cpu_per_s']:>8.3f}"
+            f"{r['ratio_median']:>6.2f}x{r['ratio_min']:>6.2f}-{r['ratio_max']:<5.2f}"
+            f"{r['full_cpu_per_s']:>7.3f}{r['full_ratio_median']:>6.2f}x"
+            f"{r['clips']:>4}/{r['full_clips']:<2}{r['replay_peak_rss_mb']:>8.0f}"
+            f"{r['reference_peak_rss_mb']:>9.0f}"
+        )
+    print("decode/replay/full: CPU seconds per second of video; ratio: against plain decoding;")
+    print("replay: gate on (default), full: gate off; clips: gate on/off;")
+    print("RSS: peak resident memory of the replay process (and of the decode-only one)")
+
+
+def print_delivery(d: dict) -> None:
+    print(
+        f"\ndelivery: {d['clips']} clips (1 MB + 4 x 30 kB) to local OSS + ICE, "
+        f"{d['concurrency']} workers"
+    )
+    print(
+        f"  {d['clips_per_s']:.1f} clips/s ({d['mb_per_s']:.0f} MB/s), "
+        f"{d['cpu_s_per_clip'] * 1000:.1f} ms CPU per clip (uploader process), "
+        f"{d['seconds']:.1f} s in all"
+    )
+
+
+def print_substream(r: dict) -> None:
     print(
         f"\nsub-stream detection: 1080p15 ~4 Mbps main + 640x360 ~500 kbit/s sub, motion 15 %, "
         f"{r['video_s']:g} s, median of {r['repeat']} runs"
@@ -714,13 +757,9 @@ def print_substream(r: dict, as_json: bool) -> int:
         f"(keyframe images), sub frames decoded {r['sub_frames_decoded']}; "
         f"peak RSS {r['peak_rss_mb']:.0f} MB"
     )
-    return 0
 
 
-def print_scale(results: list[dict], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(results, indent=2))
-        return 0
+def print_scale(results: list[dict]) -> None:
     print(
         f"\nscale: 1080p15 H.264 ~4 Mbps file sources paced in real time, motion 15 %, "
         f"{results[0]['seconds']:.0f} s each (after start-up); CPU in cores, RSS peak"
@@ -745,13 +784,9 @@ def print_scale(results: list[dict], as_json: bool) -> int:
     print("fps: the slowest camera's mean frame rate; age: max last_frame_age_s; delay: the")
     print("longest a clip's file came after its last frame; clips: cut / expected (schedule);")
     print(f"host: the whole machine's busy cores meanwhile (of {os.cpu_count()}), others' work too")
-    return 0
 
 
-def print_motion(results: list[dict], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(results, indent=2))
-        return 0
+def print_motion(results: list[dict]) -> None:
     print(
         f"\nthe same 1080p15 ~4 Mbps RTSP stream (motion 15 %), both at once, "
         f"{results[0]['seconds']:.0f} s"
@@ -765,7 +800,6 @@ def print_motion(results: list[dict], as_json: bool) -> int:
         )
     print("CPU: fraction of one core (process tree); RSS: peak of the Motion process, of the")
     print("agent's camera process; events: scheduled events found; onset: median start delay")
-    return 0
 
 
 def main() -> int:
@@ -796,7 +830,7 @@ def main() -> int:
     args = ap.parse_args()
 
     if args.only == "scale":
-        return print_scale(
+        return show(
             bench_scale(
                 [int(n) for n in args.cameras.split(",")],
                 args.seconds,
@@ -804,27 +838,18 @@ def main() -> int:
                 args.stagger,
             ),
             args.json,
+            print_scale,
         )
     if args.only == "substream":
-        return print_substream(bench_substream(args.repeat, args.duration), args.json)
+        return show(bench_substream(args.repeat, args.duration), args.json, print_substream)
     if args.only == "motion-daemon":
-        return print_motion(
-            bench_motion_daemon(args.seconds, args.duration, args.event_gap), args.json
+        return show(
+            bench_motion_daemon(args.seconds, args.duration, args.event_gap),
+            args.json,
+            print_motion,
         )
     if args.only != "capture":
-        d = bench_delivery(args.clips, args.concurrency)
-        if args.json:
-            print(json.dumps(d, indent=2))
-        else:
-            print(
-                f"\ndelivery: {d['clips']} clips (1 MB + 4 x 30 kB) to local OSS + ICE, "
-                f"{d['concurrency']} workers"
-            )
-            print(
-                f"  {d['clips_per_s']:.1f} clips/s ({d['mb_per_s']:.0f} MB/s), "
-                f"{d['cpu_s_per_clip'] * 1000:.1f} ms CPU per clip (uploader process), "
-                f"{d['seconds']:.1f} s in all"
-            )
+        show(bench_delivery(args.clips, args.concurrency), args.json, print_delivery)
         if args.only == "delivery":
             return 0
 
@@ -859,26 +884,7 @@ def main() -> int:
                 "reference_peak_rss_mb": max(r["rss_mb"] for r in ref),
             }
         )
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print(f"\n1080p15 H.264 ~4 Mbps, {args.duration:g} s per input, median of {args.repeat} runs")
-    print(
-        f"{'input':<14}{'decode':>8}{'replay':>8}{'ratio':>7}{'(min-max)':>12}"
-        f"{'full':>7}{'ratio':>7}{'clips':>7}{'RSS MB':>8}{'(decode)':>9}"
-    )
-    for r in results:
-        print(
-            f"{r['input']:<14}{r['reference_cpu_per_s']:>8.3f}{r['replay_cpu_per_s']:>8.3f}"
-            f"{r['ratio_median']:>6.2f}x{r['ratio_min']:>6.2f}-{r['ratio_max']:<5.2f}"
-            f"{r['full_cpu_per_s']:>7.3f}{r['full_ratio_median']:>6.2f}x"
-            f"{r['clips']:>4}/{r['full_clips']:<2}{r['replay_peak_rss_mb']:>8.0f}"
-            f"{r['reference_peak_rss_mb']:>9.0f}"
-        )
-    print("decode/replay/full: CPU seconds per second of video; ratio: against plain decoding;")
-    print("replay: gate on (default), full: gate off; clips: gate on/off;")
-    print("RSS: peak resident memory of the replay process (and of the decode-only one)")
-    return 0
+    return show(results, args.json, lambda r: print_capture(r, args.duration, args.repeat))
 
 
 if __name__ == "__main__":
