@@ -11,9 +11,7 @@ give valid clips. A bad camera never disturbs a good one beside it in the daemon
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from agentproc import catalogue, start, wait_for
+from agentproc import catalogue, start, terminate, wait_for
 from media import assert_valid_clip, ffprobe, overlaps
 
 from agent.capture.pipeline import CameraPipeline, snapshot
@@ -406,12 +404,7 @@ def test_bad_cameras_show_why_in_status_and_leave_the_good_one_alone(
         text = cli("status", "--config", str(config)).stdout
         assert "unsupported" in text and "no video stream" in text, text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        code = terminate(proc)
     output = log.read_text()
     assert code == 0, output[-3000:]
     assert "Traceback" not in output, output

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from agentproc import assert_catalog_matches_disk, catalogue, start, wait_for, write_config
+from agentproc import (
+    assert_catalog_matches_disk,
+    catalogue,
+    start,
+    terminate,
+    wait_for,
+    write_config,
+)
 from media import assert_valid_clip
 
 from agent.capture.source import AuthError, Source, open_input
@@ -32,12 +37,7 @@ def scenes(tmp_path_factory):
 
 def stop_agent(proc, log: Path) -> str:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        terminate(proc)
     return log.read_text()
 
 

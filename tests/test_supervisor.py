@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentproc import start, wait_for
+from agentproc import start, terminate, wait_for
 
 from agent.synth import make_scene
 
@@ -52,12 +52,7 @@ def agent(tmp_path, video):
     wait_for(lambda: len(pids(log)) == 2, 30, "both cameras to start")
     yield proc, config, log
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(60) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        assert terminate(proc) == 0, log.read_text()
 
 
 def test_a_camera_killed_with_sigkill_is_restarted_alone(agent):
