@@ -67,7 +67,9 @@ class MotionSettings:
     background_time: float = _num(4.0, 0.2, 600.0, "s the background takes to follow slow light")
     absorb_time: float = _num(20.0, 1.0, 3600.0, "s until a stopped object becomes background")
     gate: str = _choice("auto", ("auto", "off"), "decode keyframes only while the scene is static")
-    gate_threshold: float = _num(6.0, 1.0, 100.0, "robust sigmas of P-frame growth that wake it")
+    gate_threshold: float = _num(
+        10.0, 1.0, 100.0, "robust sigmas of frame-size growth, summed over frames, that wake it"
+    )
     gate_probe: float = _num(0.0, 0.0, 3600.0, "s between full-decode spot checks; 0: none")
 
 

@@ -1013,6 +1013,7 @@ class _Plan:
     nrng: np.random.Generator
     foliage: _Foliage | None = None
     changes: tuple[float, ...] = ()
+    noise: float = 1.0  # scales the sensor noise (make_scene's `noise`)
 
 
 def _day(t: float) -> _Light:
@@ -1378,14 +1379,14 @@ def _render(
                     cf[k][c2] = cf[k][c2] * (1 - a2) + 128 * a2 + ch[sub][::2, ::2] * _F(lt.sat)
         if noise is not None:
             np.multiply(noise.view(), pa.nshape, out=tmp)
-            tmp *= _F(lt.sigma)
+            tmp *= _F(lt.sigma * plan.noise)
             f += tmp
         np.clip(f, 0, 255, out=f)
         np.rint(f, out=f)
         ys[...] = f
         for k, dst in enumerate((us, vs)):
             if pa.u is not None and cnoise is not None:
-                cf[k] += cnoise.view() * _F(0.3 * lt.sigma * max(lt.sat, 0.3))
+                cf[k] += cnoise.view() * _F(0.3 * lt.sigma * plan.noise * max(lt.sat, 0.3))
             np.clip(cf[k], 0, 255, out=cf[k])
             np.rint(cf[k], out=cf[k])
             dst[...] = cf[k]
@@ -1426,7 +1427,7 @@ def _intervals(flags: list[bool], fps: float) -> tuple[tuple[float, float], ...]
 
 
 def _encode(
-    frames: Iterator[np.ndarray],
+    frames: Iterator[tuple[np.ndarray, bool]],
     path: Path,
     w: int,
     h: int,
@@ -1436,24 +1437,35 @@ def _encode(
     bitrate: int | None,
     crf: int,
     bframes: int,
+    maxrate: int | None = None,
+    dynamic_gop: tuple[int, int] | None = None,
 ) -> None:
+    """Encode (frame, moving) pairs. `dynamic_gop` (frames): a keyframe every `short` frames
+    while something moves, every `long` frames otherwise, like the "smart codecs" (H.264+,
+    Smart Codec) many cameras ship: the keyframe interval stretches while the scene is static."""
     rate = Fraction(fps).limit_denominator(1001)
+    keyint = dynamic_gop[1] if dynamic_gop else gop
     # Fixed GOP without scene-cut keyframes and one slice per frame, like an IP camera.
     if codec == "libx264":
         opts = {
             "preset": "veryfast",
-            "x264-params": f"keyint={gop}:scenecut=0:bframes={bframes}:sliced-threads=0:slices=1",
+            "x264-params": f"keyint={keyint}:scenecut=0:bframes={bframes}"
+            ":sliced-threads=0:slices=1",
         }
     else:
         opts = {
             "preset": "ultrafast",
-            "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"
+            "x265-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes={bframes}"
             ":open-gop=0:log-level=error",
         }
+    if dynamic_gop:
+        opts["forced-idr"] = "1"  # a forced keyframe is an IDR, as a camera's are
     if bitrate:
         opts.update(maxrate=str(bitrate), bufsize=str(bitrate))
     else:
         opts["crf"] = str(crf)
+        if maxrate:  # VBR with a cap, the default of most cameras
+            opts.update(maxrate=str(maxrate), bufsize=str(maxrate))
     with av.open(str(path), "w", format="mp4") as out:
         st = out.add_stream(codec, rate=rate, options=opts)
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
@@ -1461,10 +1473,18 @@ def _encode(
         st.codec_context.thread_type = "FRAME"  # sliced threads would split frames into slices
         if bitrate:
             st.codec_context.bit_rate = bitrate
-        for i, buf in enumerate(frames):
+        since_key, moved = 0, False
+        for i, (buf, moving) in enumerate(frames):
             fr = av.VideoFrame.from_ndarray(buf, format="yuv420p")
             fr.pts = i
             fr.time_base = st.codec_context.time_base
+            if dynamic_gop:
+                short, long = dynamic_gop
+                if i == 0 or since_key >= (short if moved else long):
+                    fr.pict_type = av.video.frame.PictureType.I
+                    since_key, moved = 0, False
+                since_key += 1
+                moved = moved or moving
             out.mux(st.encode(fr))
         out.mux(st.encode(None))
 
@@ -1485,12 +1505,20 @@ def make_scene(
     bframes: int = 0,
     seed: int = 0,
     motion_fraction: float | None = None,
+    maxrate: int | None = None,
+    dynamic_gop: tuple[float, float] | None = None,
+    noise: float = 1.0,
 ) -> Scene:
     """Render (or reuse from out_dir) one synthetic recording and its ground truth.
 
     width/height default to 640x360 (1280x720 for 'small_object'; 16:9 if only one is given).
     The scene geometry scales with the frame, so a seed gives the same scene at any size.
     motion_fraction only applies to 'busy' (default 0.15).
+    Rate control: `bitrate` (bit/s) for constant bitrate, else `crf` (constant quality), capped
+    at `maxrate` if given (VBR with a cap, what most cameras do). `dynamic_gop=(short, long)`
+    (seconds): keyframes every `short` s while something moves, every `long` s otherwise.
+    `noise` scales the sensor noise: below 1 for a camera whose temporal noise reduction
+    (3D-DNR) leaves little grain, so that a static scene costs a few hundred kbit/s in VBR.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown scene kind {kind!r}; expected one of {KINDS}")
@@ -1508,9 +1536,17 @@ def make_scene(
     mf = (0.15 if motion_fraction is None else float(motion_fraction)) if kind == "busy" else None
     if mf is not None and not 0.0 <= mf <= 1.0:
         raise ValueError("motion_fraction must be within 0..1")
-    rc = f"cbr{bitrate}" if bitrate else f"crf{crf}"
+    rc = f"cbr{bitrate}" if bitrate else f"crf{crf}" + (f"max{maxrate}" if maxrate else "")
+    dyn = None
+    if dynamic_gop:
+        dyn = (max(1, round(dynamic_gop[0] * fps)), max(1, round(dynamic_gop[1] * fps)))
+        if dyn[0] > dyn[1]:
+            raise ValueError(f"dynamic_gop must be (short, long) seconds, got {dynamic_gop}")
     name = (
-        f"{kind}_{width}x{height}_{fps:g}fps_{dur:g}s_{codec}_g{gop}_{rc}_bf{bframes}"
+        f"{kind}_{width}x{height}_{fps:g}fps_{dur:g}s_{codec}"
+        + (f"_gdyn{dyn[0]}-{dyn[1]}" if dyn else f"_g{gop}")
+        + f"_{rc}_bf{bframes}"
+        + (f"_n{noise:g}" if noise != 1.0 else "")
         + (f"_mf{mf:g}" if mf is not None else "")
         + f"_s{seed}_v{_VERSION}"
     )
@@ -1534,7 +1570,10 @@ def make_scene(
             log.warning("ignoring unreadable synth metadata %s", meta)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if not 0.0 <= noise <= 4.0:
+        raise ValueError(f"noise must be within 0..4, got {noise}")
     plan = _plan(kind, width, height, fps, dur, seed, mf)
+    plan.noise = noise
     polys = (plan.foliage.poly,) if plan.foliage is not None else ()
     mask = _poly_raster(polys, width, height) if polys else None
     flags: list[bool] = []
@@ -1543,13 +1582,15 @@ def make_scene(
         flags = [m for _, m in _render(plan, False, mask)]
     else:
 
-        def frames() -> Iterator[np.ndarray]:
+        def frames() -> Iterator[tuple[np.ndarray, bool]]:
             for buf, moving in _render(plan, True, mask):
                 flags.append(moving)
-                yield buf
+                yield buf, moving
 
         try:
-            _encode(frames(), tmp, width, height, fps, codec, gop, bitrate, crf, bframes)
+            _encode(
+                frames(), tmp, width, height, fps, codec, gop, bitrate, crf, bframes, maxrate, dyn
+            )
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -1594,6 +1635,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gop", type=int)
     p.add_argument("--bitrate", type=int, help="bit/s; constant-bitrate-ish instead of CRF")
     p.add_argument("--crf", type=int, default=26)
+    p.add_argument("--maxrate", type=int, help="bit/s; caps the CRF encoding (VBR with a cap)")
+    p.add_argument(
+        "--dynamic-gop",
+        type=float,
+        nargs=2,
+        metavar=("SHORT", "LONG"),
+        help="s between keyframes while something moves, and while nothing does",
+    )
     p.add_argument("--bframes", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--motion-fraction", type=float)
@@ -1613,6 +1662,8 @@ def main(argv: list[str] | None = None) -> None:
         bframes=a.bframes,
         seed=a.seed,
         motion_fraction=a.motion_fraction,
+        maxrate=a.maxrate,
+        dynamic_gop=tuple(a.dynamic_gop) if a.dynamic_gop else None,
     )
     print(json.dumps({**dataclasses.asdict(scene), "path": str(scene.path)}, indent=2))
 

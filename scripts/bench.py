@@ -39,8 +39,22 @@ fast as possible: the pipeline's CPU (both streams, all threads: demux and cut t
 decode and detect on the sub, decode the main only for keyframe images) against plain decoding
 of every frame of the main stream, alternately `--repeat` times.
 
-Usage: .venv/bin/python scripts/bench.py [--only capture|delivery|scale|motion-daemon|substream]
+Matrix (`--only matrix`): the gate across the encodings cameras ship (ENCODINGS: CBR and capped
+VBR, GOP 2 s, 8 s and dynamic 2-10 s, HEVC, 25 fps, B-frames) times three 1080p scenes (static,
+motion ~15 %, continuous), `--duration` s each (generated once, cached). Per cell, alternately
+`--repeat` times (default 3), in fresh child processes: the reference (every frame decoded
+single-threaded), the floor (keyframes only: skip_frame NONKEY), the pipeline with the gate on
+and with it off; each a ratio against the reference just before it. Prints per cell the file's
+kbit/s, the three ratios, the frames the gated run decoded as % of packets, its gate wakes per
+minute, the events gated/off/scheduled and whether the gated ones match the gate-off ones
+(starts within 0.2 s, ends within 0.4 s); then the worst cell and the median gate-on ratio per
+scene. `--encodings 1,5` or `--encodings HEVC` (indices from 1, or a substring of the name) and
+`--scenes static,motion` rerun part of it.
+
+Usage: .venv/bin/python scripts/bench.py
+       [--only capture|delivery|scale|motion-daemon|substream|matrix]
        [--repeat 5] [--duration 60] [--clips 1000] [--concurrency 4]
+       [--encodings all] [--scenes static,motion,continuous]
        [--cameras 1,4,8,16] [--seconds 300] [--event-gap 5] [--json]
 Stdlib and the agent package only (plus the test servers for delivery and motion-daemon).
 """
@@ -78,6 +92,8 @@ t0 = time.process_time()
 with av.open(sys.argv[1]) as c:
     s = c.streams.video[0]
     s.codec_context.thread_count = 1
+    if sys.argv[2:] == ["keyframes"]:  # the floor: keyframes only
+        s.codec_context.skip_frame = "NONKEY"
     n = sum(1 for _ in c.decode(s))
 cpu = time.process_time() - t0
 print(json.dumps({"cpu": cpu, "frames": n, "rss_mb": peak_rss_mb()}))
@@ -124,6 +140,33 @@ print(json.dumps({"cpu": cpu, "clips": s.clips, "detect_on": s.detect_on,
                   "main_frames_decoded": s.frames_decoded + s.keyframe_frames_decoded,
                   "sub_frames_decoded": pipe.substream.stats.frames_decoded,
                   "rss_mb": peak_rss_mb()}))
+"""
+)
+
+
+# The pipeline on one file with the gate on or off (argv[2]); argv[3]: the CameraStats fields
+# to report, with defaults (read with getattr: the script outlives a renamed field).
+CHILD_PIPELINE = (
+    PEAK_RSS
+    + """
+import json, sys, tempfile, time
+from pathlib import Path
+from agent.capture.pipeline import CameraPipeline
+from agent.config import CameraConfig, MotionSettings
+from agent.replay import DirectorySink
+cam = CameraConfig(
+    name="bench", url=sys.argv[1], realtime=False, motion=MotionSettings(gate=sys.argv[2])
+)
+events = []
+def collect(clip):
+    events.append((clip.event_start, clip.event_end))
+with tempfile.TemporaryDirectory() as out:
+    pipe = CameraPipeline(cam, DirectorySink(Path(out)), on_clip=collect)
+    t0 = time.process_time()
+    pipe.run()
+    cpu = time.process_time() - t0
+stats = {k: getattr(pipe.stats, k, d) for k, d in json.loads(sys.argv[3]).items()}
+print(json.dumps({"cpu": cpu, "events": events, **stats, "rss_mb": peak_rss_mb()}))
 """
 )
 
@@ -701,6 +744,155 @@ def bench_substream(repeat: int, duration: float) -> dict:
     }
 
 
+# The encoder matrix: (name, make_scene keyword arguments) of the encodings cameras ship.
+ENCODINGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("H.264 CBR 4M, GOP 2 s", dict(fps=15, bitrate=4_000_000, gop=30)),
+    ("H.264 VBR, GOP 2 s", dict(fps=15, crf=26, maxrate=4_000_000, gop=30)),
+    ("H.264 VBR, GOP 8 s", dict(fps=15, crf=26, maxrate=4_000_000, gop=120)),
+    ("H.264 VBR, dynamic GOP 2-10 s", dict(fps=15, crf=26, maxrate=4_000_000, dynamic_gop=(2, 10))),
+    ("HEVC VBR, GOP 2 s", dict(fps=15, codec="libx265", crf=26, maxrate=4_000_000, gop=30)),
+    ("H.264 CBR 4M, 25 fps, GOP 2 s", dict(fps=25, bitrate=4_000_000, gop=50)),
+    ("H.264 VBR, GOP 2 s, 2 B-frames", dict(fps=15, crf=26, maxrate=4_000_000, gop=30, bframes=2)),
+)
+# The matrix's scenes have a camera's low grain (3D noise reduction): a static scene then costs
+# ~600 kbit/s in VBR, as on real cameras, not the ~3 Mbit/s of the default noisy scene.
+CAMERA_NOISE = 0.3
+# Scene types: name, motion_fraction of the "busy" scene.
+MATRIX_SCENES = (("static", 0.0), ("motion", 0.15), ("continuous", 1.0))
+# CameraStats fields the pipeline children report, and their values if a field is gone.
+MATRIX_STATS = {
+    "frames_decoded": 0,
+    "frames_redecoded": 0,
+    "frames_skipped": 0,
+    "gate_wakes": 0,
+    "gate": "?",
+    "packets": 0,
+}
+
+
+def select_encodings(spec: str) -> list[int]:
+    """Indices (from 0) into ENCODINGS: "all", "1,5" (numbered from 1), or a name substring."""
+    if spec == "all":
+        return list(range(len(ENCODINGS)))
+    if all(part.strip().isdigit() for part in spec.split(",")):
+        picked = [int(part) - 1 for part in spec.split(",")]
+        if not all(0 <= i < len(ENCODINGS) for i in picked):
+            raise SystemExit(f"--encodings: indices are 1..{len(ENCODINGS)}, got {spec}")
+        return picked
+    picked = [i for i, (name, _) in enumerate(ENCODINGS) if spec.lower() in name.lower()]
+    if not picked:
+        names = "; ".join(f"{i + 1}: {name}" for i, (name, _) in enumerate(ENCODINGS))
+        raise SystemExit(f"--encodings: no encoding matches {spec!r} ({names})")
+    return picked
+
+
+def select_scenes(spec: str) -> list[tuple[str, float]]:
+    known = dict(MATRIX_SCENES)
+    names = [n for n, _ in MATRIX_SCENES] if spec == "all" else spec.split(",")
+    if unknown := [n for n in names if n not in known]:
+        raise SystemExit(f"--scenes: unknown {unknown}; expected some of {list(known)}")
+    return [(n, known[n]) for n in names]
+
+
+def same_events(
+    on: list[list[float]], off: list[list[float]], start_s: float = 0.2, end_s: float = 0.4
+) -> bool:
+    """The gated run's events are the gate-off run's: same count, each start within start_s
+    and each end within end_s of its twin."""
+    return len(on) == len(off) and all(
+        abs(a0 - b0) <= start_s and abs(a1 - b1) <= end_s
+        for (a0, a1), (b0, b1) in zip(sorted(on), sorted(off), strict=True)
+    )
+
+
+def bench_matrix(
+    encodings: list[int], scenes: list[tuple[str, float]], repeat: int, duration: float
+) -> dict:
+    from agent.synth import make_scene
+
+    CACHE.mkdir(exist_ok=True)
+    print(f"generating inputs in {CACHE} (cached) ...", file=sys.stderr)
+    inputs = []
+    for i in encodings:
+        name, enc = ENCODINGS[i]
+        for scene_name, mf in scenes:
+            print(f"  {name} / {scene_name}", file=sys.stderr)
+            scene = make_scene(
+                "busy",
+                CACHE,
+                width=1920,
+                height=1080,
+                duration=duration,
+                motion_fraction=mf,
+                noise=CAMERA_NOISE,
+                **enc,
+            )
+            inputs.append((i, scene_name, mf, scene))
+    stats_arg = json.dumps(MATRIX_STATS)
+    cells = []
+    for n, (i, scene_name, mf, scene) in enumerate(inputs):
+        name, enc = ENCODINGS[i]
+        runs: dict[str, list[dict]] = {"reference": [], "floor": [], "gate_on": [], "gate_off": []}
+        t0 = time.monotonic()
+        for k in range(repeat):
+            print(
+                f"  [{n + 1}/{len(inputs)}] {name} / {scene_name}: run {k + 1}/{repeat}",
+                file=sys.stderr,
+            )
+            runs["reference"].append(child(CHILD_REFERENCE, scene.path))
+            runs["floor"].append(child(CHILD_REFERENCE, scene.path, "keyframes"))
+            runs["gate_on"].append(child(CHILD_PIPELINE, scene.path, "auto", stats_arg))
+            runs["gate_off"].append(child(CHILD_PIPELINE, scene.path, "off", stats_arg))
+        ratios = {
+            what: [b["cpu"] / a["cpu"] for a, b in zip(runs["reference"], runs[what], strict=True)]
+            for what in ("floor", "gate_on", "gate_off")
+        }
+        on, off = runs["gate_on"][0], runs["gate_off"][0]
+        video_s = scene.duration
+        truth = [list(ev) for ev in scene.motion]
+        cells.append(
+            {
+                "encoding": name,
+                "encoding_index": i + 1,
+                "make_scene": enc,
+                "scene": scene_name,
+                "motion_fraction": mf,
+                "file": str(scene.path),
+                "video_s": video_s,
+                "kbit_s": scene.path.stat().st_size * 8 / video_s / 1000,
+                "frames": runs["reference"][0]["frames"],
+                "keyframes": runs["floor"][0]["frames"],
+                "reference_cpu_per_s": statistics.median(r["cpu"] for r in runs["reference"])
+                / video_s,
+                **{f"{what}_ratio": statistics.median(r) for what, r in ratios.items()},
+                **{f"{what}_ratio_min": min(r) for what, r in ratios.items()},
+                **{f"{what}_ratio_max": max(r) for what, r in ratios.items()},
+                "gate_on": {k: on[k] for k in ("events", *MATRIX_STATS, "rss_mb")},
+                "gate_off": {k: off[k] for k in ("events", *MATRIX_STATS, "rss_mb")},
+                "decoded_pct": 100 * on["frames_decoded"] / on["packets"]
+                if on["packets"]
+                else None,
+                "wakes_per_min": on["gate_wakes"] / video_s * 60,
+                "events": [len(on["events"]), len(off["events"]), len(truth)],
+                "events_match": same_events(on["events"], off["events"]),
+                "truth": truth,
+                "seconds": time.monotonic() - t0,
+                "runs": runs,
+            }
+        )
+    worst = max(cells, key=lambda c: c["gate_on_ratio"])
+    return {
+        "video_s": duration,
+        "repeat": repeat,
+        "cells": cells,
+        "worst": {k: worst[k] for k in ("encoding", "scene", "gate_on_ratio")},
+        "median_gate_on_ratio": {
+            s: statistics.median(c["gate_on_ratio"] for c in cells if c["scene"] == s)
+            for s, _ in scenes
+        },
+    }
+
+
 def show(results: Any, as_json: bool, table: Callable[[Any], None]) -> int:
     """A benchmark's results as JSON, or as its table for people."""
     if as_json:
@@ -727,6 +919,33 @@ def print_capture(results: list[dict], duration: float, repeat: int) -> None:
     print("decode/replay/full: CPU seconds per second of video; ratio: against plain decoding;")
     print("replay: gate on (default), full: gate off; clips: gate on/off;")
     print("RSS: peak resident memory of the replay process (and of the decode-only one)")
+
+
+def print_matrix(r: dict) -> None:
+    print(
+        f"\nencoder matrix: busy scene 1080p, {r['video_s']:g} s per input, "
+        f"median of {r['repeat']} runs; ratios: CPU against decoding every frame"
+    )
+    print(
+        f"{'encoding':<31}{'scene':<11}{'kbit/s':>7}{'floor':>7}{'gate on':>8}{'off':>7}"
+        f"{'dec %':>7}{'wakes/min':>10}{'events':>10}  match"
+    )
+    for c in r["cells"]:
+        dec = "-" if c["decoded_pct"] is None else f"{c['decoded_pct']:.1f}"
+        events = "/".join(str(n) for n in c["events"])
+        print(
+            f"{c['encoding']:<31}{c['scene']:<11}{c['kbit_s']:>7.0f}{c['floor_ratio']:>6.2f}x"
+            f"{c['gate_on_ratio']:>7.2f}x{c['gate_off_ratio']:>6.2f}x{dec:>7}"
+            f"{c['wakes_per_min']:>10.1f}{events:>10}  {'yes' if c['events_match'] else 'NO'}"
+        )
+    w = r["worst"]
+    print(f"worst gate-on ratio: {w['gate_on_ratio']:.2f}x ({w['encoding']}, {w['scene']})")
+    medians = ", ".join(f"{s} {v:.2f}x" for s, v in r["median_gate_on_ratio"].items())
+    print(f"median gate-on ratio per scene: {medians}")
+    print("floor: keyframes only decoded; gate on/off: the pipeline (demux, decode, detect, cut);")
+    print("dec %: frames the gated run decoded, of packets; wakes/min: the gate's, gate on;")
+    print("events: gate on/gate off/scheduled; match: gated events = gate-off ones (start")
+    print("within 0.2 s, end within 0.4 s)")
 
 
 def print_delivery(d: dict) -> None:
@@ -804,13 +1023,23 @@ def print_motion(results: list[dict]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5, help="runs of each measurement (median)")
+    ap.add_argument(
+        "--repeat", type=int, help="runs of each measurement (median; default 5, matrix 3)"
+    )
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of video per input")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument(
         "--only",
-        choices=["capture", "delivery", "scale", "motion-daemon", "substream"],
-        help="run one benchmark only (scale and motion-daemon run only when named)",
+        choices=["capture", "delivery", "scale", "motion-daemon", "substream", "matrix"],
+        help="run one benchmark only (scale, motion-daemon and matrix run only when named)",
+    )
+    ap.add_argument(
+        "--encodings",
+        default="all",
+        help="matrix: ENCODINGS to run, numbered from 1 (1,5) or a substring of the name (HEVC)",
+    )
+    ap.add_argument(
+        "--scenes", default="all", help="matrix: scenes to run, of static,motion,continuous"
     )
     ap.add_argument("--cameras", default="1,4,8,16", help="scale: camera counts to run")
     ap.add_argument(
@@ -828,6 +1057,7 @@ def main() -> int:
     ap.add_argument("--clips", type=int, default=1000, help="delivery: clips in the backlog")
     ap.add_argument("--concurrency", type=int, default=4, help="delivery: upload workers")
     args = ap.parse_args()
+    repeat = args.repeat if args.repeat is not None else 3 if args.only == "matrix" else 5
 
     if args.only == "scale":
         return show(
@@ -841,7 +1071,18 @@ def main() -> int:
             print_scale,
         )
     if args.only == "substream":
-        return show(bench_substream(args.repeat, args.duration), args.json, print_substream)
+        return show(bench_substream(repeat, args.duration), args.json, print_substream)
+    if args.only == "matrix":
+        return show(
+            bench_matrix(
+                select_encodings(args.encodings),
+                select_scenes(args.scenes),
+                repeat,
+                args.duration,
+            ),
+            args.json,
+            print_matrix,
+        )
     if args.only == "motion-daemon":
         return show(
             bench_motion_daemon(args.seconds, args.duration, args.event_gap),
@@ -858,8 +1099,8 @@ def main() -> int:
     results = []
     for name, video in inputs(args.duration):
         ref, rep, full = [], [], []
-        for i in range(args.repeat):
-            print(f"  {name}: run {i + 1}/{args.repeat}", file=sys.stderr)
+        for i in range(repeat):
+            print(f"  {name}: run {i + 1}/{repeat}", file=sys.stderr)
             ref.append(child(CHILD_REFERENCE, video))
             rep.append(child(CHILD_REPLAY, video, "auto"))
             full.append(child(CHILD_REPLAY, video, "off"))
@@ -884,7 +1125,7 @@ def main() -> int:
                 "reference_peak_rss_mb": max(r["rss_mb"] for r in ref),
             }
         )
-    return show(results, args.json, lambda r: print_capture(r, args.duration, args.repeat))
+    return show(results, args.json, lambda r: print_capture(r, args.duration, repeat))
 
 
 if __name__ == "__main__":

@@ -4,28 +4,46 @@ Pure: numbers in, decisions out. No PyAV. The pipeline carries the decisions out
 
 A surveillance scene is static most of the time, and then decoding every frame only to find
 nothing is the camera's largest cost. While the gate is *asleep* the pipeline decodes and
-analyses keyframes only (a tenth of the work at a 2 s GOP): the background stays current and
-anything visible at a keyframe is seen there. Between keyframes the gate watches the sizes of
-the compressed P-frames: a static scene's P-frames hold noise and little else, and grow when
-something moves. Each P-frame is compared with the median size at the same position in the
-GOP over the last GOPs (the first P-frames after a keyframe are larger), the relative excess is
-scaled by a robust spread (median absolute deviation) of recent quiet P-frames, and a one-sided
-CUSUM over those scores wakes the gate on a sustained rise as well as on one large frame. The
-baseline follows bitrate, noise and day/night because it is always made of recent GOPs.
+analyses keyframes only: the background stays current and anything visible at a keyframe is
+seen there. Between keyframes the gate watches the sizes of the compressed frames, which grow
+when something moves.
 
-When it wakes the pipeline decodes the buffered packets from a keyframe on (catch-up is faster
-than real time), so motion is detected from the frame where it began:
-- woken by a P-frame, from this GOP's keyframe;
+The statistic has to survive what real encoders do to a static scene: variable bitrate (a
+static scene's P-frames are a few hundred bytes, and rate control makes single frames jump
+2-3x), the first frames after a keyframe being several times larger than the rest, a
+keyframe interval that changes ("smart codecs" stretch it to 10 s while nothing moves) and
+B-frames (small frames between larger ones). So:
+- sizes are compared in log space (ratios: the same at 300 B and at 30 kB a frame);
+- each frame is compared with the recent quiet frames of its own kind (a forward-predicted
+  frame, or a B-frame: its timestamp is below one already seen) at about the same distance
+  from the keyframe (bins that widen with the distance, so a GOP of any length, changing or
+  not, fills them);
+- the excess is scaled by a robust spread (median absolute deviation) of recent quiet frames,
+  never below MIN_SCALE;
+- a one-sided CUSUM with each frame's contribution capped at Z_CAP wakes the gate at
+  `threshold`: only a *sustained* rise does (seven frames far above their baseline, about half
+  a second; more frames a little above it). Single large frames, whatever their size, never
+  do: rate control makes those. Waking half a second late costs nothing, because the
+  pipeline then decodes from the GOP's keyframe on.
+
+A wake is cheap by design: the decoder carries on from where it stopped (agent/capture/
+decoder.py), so the frames between the keyframe and the wake are decoded once, and a wake
+that finds nothing goes back to sleep after `verify` seconds, anywhere in a GOP, instead of
+staying up for the post-roll.
+
+When it wakes the pipeline decodes the buffered packets from a keyframe on, so motion is
+detected from the frame where it began:
+- woken by frame sizes, from this GOP's keyframe (or where it fell asleep in it);
 - woken by the keyframe analysis (something is visible at a keyframe, or the light changed),
   from the keyframe before, since what is seen now may have begun anywhere in the last GOP.
-It stays awake while there is motion and `hold` seconds after (the post-roll), and falls asleep
-only at a keyframe. Where its assumptions do not hold it decodes everything ("full"):
-B-frames (reordered timestamps), a camera that sends only keyframes, a GOP longer than
-`MAX_GOP` (the keyframe analysis would come too seldom), keyframes that stop arriving.
+It stays awake while there is motion and `hold` seconds after (the post-roll), and while a
+clip is open. It decodes everything ("full") only where there is nothing to gain: a camera
+that sends only keyframes, or a GOP longer than `max_gop` (keyframes too seldom to watch the
+scene by); keyframes that stop coming wake it.
 
 The floor: motion that is never visible at a keyframe (it begins and ends within one GOP) and
-too small to raise the P-frame sizes above their noise is not seen. `probe` (s) decodes one
-whole GOP that often as a spot check; a GOP no longer than `min_event` closes the gap.
+too small to raise the frame sizes above their noise is not seen. `probe` (s) decodes one
+whole GOP that often as a spot check.
 """
 
 from __future__ import annotations
@@ -34,13 +52,18 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-MAX_GOP = 4.0  # s; a longer keyframe interval means full decoding (keyframes come too seldom)
-HISTORY_GOPS = 8  # GOPs of P-frame sizes the per-position baseline is the median of
-SCALE_SAMPLES = 150  # recent quiet P-frames the spread is estimated from
-READY_GOPS = 3  # GOPs of P-frame sizes needed before sizes can wake the gate
-MIN_SPREAD = 0.02  # the spread of relative sizes is never taken below 2 %
+MAX_GOP = 12.0  # s; a longer keyframe interval means full decoding (keyframes come too seldom)
+HISTORY = 24  # recent quiet sizes per bin the baseline is the median of
+SCALE_SAMPLES = 200  # recent quiet residuals the spread is estimated from
+MIN_SAMPLES = 3  # sizes a bin needs before it can score a frame
+MIN_SCALE = 0.15  # the spread of log sizes is never taken below this (~15 %)
+DEFAULT_SCALE = 0.4  # ... nor below this until SCALE_SAMPLES // 10 residuals are known
+Z_CAP = 2.5  # one frame adds at most this much to the CUSUM
 CUSUM_DRIFT = 1.0  # per-frame allowance (robust sigmas) of the CUSUM
 MAD_TO_SIGMA = 1.4826
+VERIFY = 1.0  # s a wake stays up when the frames it decoded show nothing
+WARM_UP = 2.0  # s decoded in full at least, after the first keyframe (the detector learns)
+BIN_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
 
 
 @dataclass(frozen=True)
@@ -51,36 +74,48 @@ class Wake:
     reason: str
 
 
+def size_bin(pos: int) -> int:
+    """Bin of a frame `pos` frames of its kind after the keyframe: exact near it, wider away."""
+    n = 0
+    for edge in BIN_EDGES:
+        if pos < edge:
+            break
+        n += 1
+    return n
+
+
 class Gate:
     """Feed it every packet (`packet`), the keyframe verdicts while asleep (`keyframe`) and the
     motion verdicts while awake (`motion`); `awake` says whether to decode every frame."""
 
     def __init__(
         self,
-        threshold: float = 6.0,
+        threshold: float = 10.0,
         probe: float = 0.0,
         hold: float = 5.0,
         max_gop: float = MAX_GOP,
+        verify: float = VERIFY,
     ) -> None:
         self.threshold = threshold
         self.probe = probe
         self.hold = hold
         self.max_gop = max_gop
+        self.verify = verify
         self.awake = True
         self.mode = "warming up"  # why awake, or "asleep"
-        self.full: str | None = None  # a reason to decode everything for good (B-frames)
         self.awake_until = -math.inf
         self.last_motion = -math.inf
         self.wakes = 0
         self.last_key: float | None = None
-        self.asleep_keys: deque[float] = deque(maxlen=2)  # keyframes analysed while asleep
+        self.asleep_keys: deque[float] = deque(maxlen=2)  # where a keyframe wake catches up from
         self.gops: deque[tuple[float, int]] = deque(maxlen=4)  # (seconds, packets) per GOP
-        self.pos = 0  # packets since the last keyframe
-        self.sizes: list[deque[int]] = []  # per GOP position (1-based, index pos - 1)
-        self.spread: deque[float] = deque(maxlen=SCALE_SAMPLES)  # |relative excess| of P-frames
+        self.pos = [0, 0]  # frames of each kind (forward, B) since the last keyframe
+        self.sizes: dict[tuple[int, int], deque[float]] = {}  # (kind, bin) -> log sizes
+        self.spread: deque[float] = deque(maxlen=SCALE_SAMPLES)  # |residual| of quiet frames
         self.cusum = 0.0
         self.max_pts: float | None = None
         self.last_probe = -math.inf
+        self.b_frames = False
 
     # -- what the pipeline calls ---------------------------------------------------------------
     def packet(self, t: float, size: int, key: bool, pts: float, busy: bool = False) -> Wake | None:
@@ -89,23 +124,25 @@ class Gate:
         Returns a Wake when the gate wakes at this packet; after it, `awake` says whether this
         packet and the following ones are to be decoded.
         """
-        if self.max_pts is not None and pts < self.max_pts and self.full is None:
-            self.full = "B-frames"
-            return self._wake(t, self.last_key if self.last_key is not None else t, "B-frames")
+        backward = self.max_pts is not None and pts < self.max_pts
+        self.b_frames = self.b_frames or backward
         self.max_pts = pts if self.max_pts is None else max(self.max_pts, pts)
         if key:
             return self._keyframe_packet(t, busy)
-        self.pos += 1
+        kind = 1 if backward else 0
+        self.pos[kind] += 1
         learn = t > self.last_motion + self.hold and not (self.awake and busy)
-        z = self._score(size, learn)
-        if not self.awake:
-            overdue = self.last_key is not None and t - self.last_key > self.max_gop
-            if overdue:
-                return self._wake(t, self.last_key, "keyframe overdue")
-            if z is not None:
-                self.cusum = max(0.0, self.cusum + min(z, self.threshold) - CUSUM_DRIFT)
-                if z >= self.threshold or self.cusum >= self.threshold:
-                    return self._wake(t, self.asleep_keys[-1], f"P-frame size ({z:.1f} sigma)")
+        z = self._score(kind, size, learn)
+        if self.awake:
+            self._maybe_sleep(t, busy)
+            return None
+        if self.last_key is not None and t - self.last_key > self.max_gop:
+            self.gops.append((t - self.last_key, sum(self.pos) + 1))  # a GOP too long, so far
+            return self._wake(t, self.last_key, "keyframe overdue")
+        if z is not None:
+            self.cusum = max(0.0, self.cusum + min(z, Z_CAP) - CUSUM_DRIFT)
+            if self.cusum >= self.threshold:
+                return self._wake(t, self.asleep_keys[-1], f"frame sizes ({self.cusum:.0f} sigma)")
         return None
 
     def keyframe(self, t: float, quiet: bool) -> Wake | None:
@@ -114,46 +151,20 @@ class Gate:
             return None
         return self._wake(t, self.asleep_keys[0], "keyframe analysis")
 
-    def motion(self, t: float, moving: bool) -> None:
-        """A motion verdict on a frame analysed while awake (or caught up)."""
+    def motion(self, t: float, moving: bool, hint: bool = False) -> None:
+        """A verdict on a frame analysed while awake (or caught up): motion holds the gate up
+        for `hold` s; a `hint` (a change too small to be motion yet) for `verify` s."""
         if moving:
             self.last_motion = max(self.last_motion, t)
             self.awake_until = max(self.awake_until, t + self.hold)
+        elif hint:
+            self.awake_until = max(self.awake_until, t + self.verify)
 
-    # -- internals -----------------------------------------------------------------------------
-    def _keyframe_packet(self, t: float, busy: bool) -> Wake | None:
-        if self.last_key is not None:
-            self.gops.append((t - self.last_key, self.pos + 1))
-        self.last_key = t
-        self.pos = 0
-        self.cusum = 0.0
-        unsure = self.full or self._structure()
-        if self.awake:
-            if unsure:
-                self.mode = f"full: {unsure}"
-            elif not busy and t >= self.awake_until:
-                if self.probe and t - self.last_probe >= self.probe:
-                    self.last_probe = t
-                    self.awake_until = t + 1e-6  # a full GOP as a spot check, then sleep
-                    self.mode = "probe"
-                    return None
-                self.awake = False
-                self.mode = "asleep"
-                self.asleep_keys.clear()
-        elif unsure:
-            return self._wake(t, self.asleep_keys[-1], unsure)
-        elif self.probe and t - self.last_probe >= self.probe:
-            # A spot check: this GOP is decoded in full, from its keyframe (nothing to catch up).
-            self.last_probe = t
-            self.awake, self.mode = True, "probe"
-            self.awake_until = t + 1e-6
-            self.asleep_keys.clear()
-        if not self.awake:
-            self.asleep_keys.append(t)
-        return None
-
-    def _structure(self) -> str | None:
-        """Why the stream's GOP structure does not suit the gate, if it does not."""
+    @property
+    def unsuitable(self) -> str | None:
+        """Why the stream's GOP structure does not suit the gate, if it does not. The first
+        GOP is decoded in full: the frame sizes at each distance from the keyframe are learnt
+        from it (a gate asleep before then would learn a person walking in as the baseline)."""
         if not self.gops:
             return "no GOP seen yet"
         if all(n <= 1 for _, n in self.gops):
@@ -162,37 +173,77 @@ class Gate:
             return f"GOP over {self.max_gop:g} s"
         return None
 
-    def _score(self, size: int, learn: bool) -> float | None:
-        """Robust z-score of a P-frame's size against the same GOP position's recent sizes."""
-        i = self.pos - 1
-        while len(self.sizes) <= i:
-            if len(self.sizes) >= 60 * self.max_gop:  # 60 fps at the longest GOP: enough
+    # -- internals -----------------------------------------------------------------------------
+    def _keyframe_packet(self, t: float, busy: bool) -> Wake | None:
+        if self.last_key is not None:
+            self.gops.append((t - self.last_key, sum(self.pos) + 1))
+        else:
+            self.awake_until = max(self.awake_until, t + WARM_UP)
+        self.last_key = t
+        self.pos = [0, 0]
+        self.cusum = 0.0
+        unsure = self.unsuitable
+        if self.awake:
+            if unsure:
+                self.mode = f"full: {unsure}"
                 return None
-            self.sizes.append(deque(maxlen=HISTORY_GOPS))
-        hist = self.sizes[i]
+            if self.probe and t - self.last_probe >= self.probe and t >= self.awake_until:
+                self.last_probe = t
+                self.awake_until = t + 1e-6  # a full GOP as a spot check, then sleep
+                self.mode = "probe"
+                return None
+            self._maybe_sleep(t, busy)
+        elif unsure:
+            return self._wake(t, self.asleep_keys[-1], unsure)
+        elif self.probe and t - self.last_probe >= self.probe:
+            # A spot check: this GOP is decoded in full, from its keyframe (nothing to catch up).
+            self.last_probe = t
+            self.awake, self.mode = True, "probe"
+            self.awake_until = t + 1e-6
+            self.asleep_keys.clear()
+            return None
+        if not self.awake:
+            self.asleep_keys.append(t)
+        return None
+
+    def _maybe_sleep(self, t: float, busy: bool) -> None:
+        if busy or t < self.awake_until or self.unsuitable or self.last_key is None:
+            return
+        if self.mode == "probe" and t > self.last_key:
+            return  # a probe decodes its whole GOP
+        self.awake = False
+        self.mode = "asleep"
+        self.asleep_keys.clear()
+        self.asleep_keys.append(self.last_key)  # a keyframe wake catches up from here on
+
+    def _score(self, kind: int, size: int, learn: bool) -> float | None:
+        """Robust z-score of a frame's log size against its kind's and bin's recent sizes."""
+        key = (kind, size_bin(self.pos[kind]))
+        hist = self.sizes.get(key)
+        if hist is None:
+            hist = self.sizes[key] = deque(maxlen=HISTORY)
+        x = math.log(max(size, 1))
         z = None
-        if len(hist) >= READY_GOPS and len(self.spread) >= 2 * READY_GOPS:
-            base = max(_median(hist), 1.0)
-            excess = size / base - 1.0
-            # Rate control makes some GOP positions swing more than others: their own spread
-            # counts when it is the larger one.
-            own = _median([abs(v - base) for v in hist]) / base
-            scale = max(MAD_TO_SIGMA * max(_median(self.spread), own), MIN_SPREAD)
-            z = excess / scale
+        if len(hist) >= MIN_SAMPLES:
+            residual = x - _median(hist)
+            if len(self.spread) >= SCALE_SAMPLES // 10:
+                scale = max(MAD_TO_SIGMA * _median(self.spread), MIN_SCALE)
+            else:
+                scale = DEFAULT_SCALE
+            z = residual / scale
             if learn:
-                self.spread.append(abs(excess))
-        elif learn and hist:
-            self.spread.append(abs(size / max(_median(hist), 1.0) - 1.0))
+                self.spread.append(abs(residual))
         if learn:
-            hist.append(size)
+            hist.append(x)
         return z
 
     def _wake(self, t: float, since: float | None, reason: str) -> Wake | None:
         """Wake up (or stay awake); a Wake only when the gate was asleep."""
         was_asleep = not self.awake
         self.awake = True
-        self.mode = reason if self.full is None else f"full: {self.full}"
-        self.awake_until = max(self.awake_until, t + self.hold)
+        unsure = self.unsuitable
+        self.mode = f"full: {unsure}" if unsure and unsure != "no GOP seen yet" else reason
+        self.awake_until = max(self.awake_until, t + self.verify)
         self.cusum = 0.0
         self.asleep_keys.clear()
         if not was_asleep:

@@ -105,6 +105,16 @@ def rasterize(polygons: Sequence[Sequence[tuple[float, float]]], w: int, h: int)
     return inside
 
 
+def _median(a: np.ndarray) -> float:
+    """Median of a 1-D array the caller owns (partitioned in place: no copy)."""
+    n = a.size
+    k = n // 2
+    a.partition(k)
+    if n % 2:
+        return float(a[k])
+    return 0.5 * float(a[k] + a[:k].max())
+
+
 def _box_count(mask: np.ndarray) -> np.ndarray:
     """Number of set pixels in each pixel's 3x3 neighbourhood."""
     m = mask.view(np.uint8)
@@ -169,9 +179,15 @@ class MotionDetector:
         self.valid = ~rasterize(mask, w, h) if mask else np.ones(self.shape, bool)
         self.valid_count = max(1, int(self.valid.sum()))
         self.min_pixels = max(4.0, settings.min_area / 100.0 * self.valid_count)
-        self._sample = self.valid.copy()
-        self._sample[1::2, :] = False  # gain from every other row: plenty of pixels, half the cost
-        self._sample[:, 1::2] = False
+        # The gain is a median over a sparse grid of unmasked pixels (every 3rd row and column,
+        # ~6,000 at the default analysis width): plenty for a median, a third of the cost of
+        # every other row and column. Indices, not a boolean mask: `take` is the cheaper gather.
+        sample = np.zeros(self.shape, bool)
+        sample[1::3, 1::3] = True
+        sample &= self.valid
+        if not sample.any():
+            sample = self.valid
+        self._sample = np.flatnonzero(sample)
         self.background: np.ndarray | None = None
         self.last_frame: np.ndarray | None = None  # the latest analysis image, as decoded
         self.noise = np.full(self.shape, settings.threshold / NOISE_K, np.float32)
@@ -237,8 +253,8 @@ class MotionDetector:
         return MotionResult(t, motion, area / self.valid_count, box)
 
     def _gain(self, frame: np.ndarray, bg: np.ndarray) -> float:
-        f_med = float(np.median(frame[self._sample]))
-        b_med = float(np.median(bg[self._sample]))
+        f_med = _median(np.take(frame, self._sample))
+        b_med = _median(np.take(bg, self._sample))
         gain = (b_med + 1.0) / (f_med + 1.0)
         if abs(gain - 1.0) < 0.01:
             return 1.0

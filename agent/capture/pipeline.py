@@ -29,12 +29,13 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from agent.capture import jpeg
+from agent.capture.decoder import Decoded, Decoder
 from agent.capture.gate import Gate
 from agent.capture.keyframes import Candidate, KeyframePicker, quality, sharpness
 from agent.capture.motion import MotionDetector, MotionResult
-from agent.capture.recorder import ClipWriter, MediaPacket, PacketBuffer, WrittenClip, publish
+from agent.capture.recorder import ClipWriter, PacketBuffer, WrittenClip, publish
 from agent.capture.segmenter import Decision, EndClip, Segmenter, SplitClip, StartClip
-from agent.capture.source import Connection, Source
+from agent.capture.source import Connection, MediaPacket, Source
 from agent.config import CameraConfig
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class CameraStats:
     bytes: int = 0  # compressed video received
     last_packet_wall: float | None = None
     frames_decoded: int = 0
+    frames_redecoded: int = 0  # packets decoded a second time (a catch-up that started over)
     frames_analysed: int = 0
     frames_skipped: int = 0  # not decoded: the gate was asleep
     gate: str = "off"  # the gate's state: asleep, why awake, or why it decodes everything
@@ -174,8 +176,9 @@ class CameraPipeline:
 
 @dataclass
 class _Mark:
-    """Detection state just before a keyframe analysed while the gate slept: where a catch-up
-    starts over from."""
+    """Detection state where the gate's sleep began at keyframe `t`: just before a keyframe
+    analysed while asleep, or where it fell asleep within that keyframe's GOP. A catch-up
+    that decodes from `t` again starts detection over from here."""
 
     t: float
     detector: MotionDetector | None
@@ -189,7 +192,7 @@ class _Session:
         self.pipe = pipe
         self.cam = pipe.cam
         self.conn = conn
-        self.decoder = conn.stream.codec_context
+        self.decoder = Decoder(conn.stream.codec_context, self.cam.name, pipe.stats)
         self.buffer = PacketBuffer()
         # Motion flickers on small or slow objects: a hole of a few analyses is still one burst.
         self.burst_gap = max(0.6, 2.5 / self.cam.motion.detect_fps)
@@ -240,6 +243,7 @@ class _Session:
         self.pending = None
         self.gate = self._new_gate()
         self.marks.clear()
+        self.decoder.reset()
 
     def _packet(self, mp: MediaPacket) -> None:
         stats = self.pipe.stats
@@ -263,34 +267,22 @@ class _Session:
         gate = self.gate
         if gate is None:
             self._decode(mp)
+            return
+        was_awake = gate.awake
+        wake = gate.packet(mp.t, mp.packet.size, mp.key, mp.pts * mp.time_base, busy)
+        if wake is not None:
+            self._catch_up(wake.since, wake.reason)
+        elif gate.awake:
+            self.marks.clear()
+            self._decode(mp)
+        elif mp.key:
+            self._keyframe(mp)
         else:
-            wake = gate.packet(mp.t, mp.packet.size, mp.key, mp.pts * mp.time_base, busy)
-            if wake is not None:
-                self._catch_up(wake.since, wake.reason)
-            elif gate.awake:
-                self.marks.clear()
-                self._decode(mp)
-            elif mp.key:
-                self._keyframe(mp)
-            else:
-                stats.frames_skipped += 1
-                self._due(mp.t)  # the analysis schedule runs on as if the frame was decoded
-            if self.gate is not None:
-                stats.gate, stats.gate_wakes = self.gate.mode, self.gate.wakes
-
-    def _frames(self, mp: MediaPacket) -> list[av.VideoFrame]:
-        stats = self.pipe.stats
-        try:
-            frames = self.decoder.decode(mp.packet)
-        except av.error.InvalidDataError:
-            stats.decode_errors += 1
-            return []
-        except av.FFmpegError as exc:
-            stats.decode_errors += 1
-            log.debug("%s: decode error at %.2f s: %s", self.cam.name, mp.t, exc)
-            return []
-        stats.frames_decoded += len(frames)
-        return frames
+            if was_awake:  # fell asleep within this GOP: a catch-up resumes from here
+                self._mark_sleep()
+            stats.frames_skipped += 1
+        if self.gate is not None:
+            stats.gate, stats.gate_wakes = self.gate.mode, self.gate.wakes
 
     def _due(self, t: float) -> bool:
         """Is an analysis due at `t`? (Advances the schedule when it is.)"""
@@ -300,47 +292,61 @@ class _Session:
         return True
 
     def _decode(self, mp: MediaPacket) -> None:
-        for frame in self._frames(mp):
-            # A catch-up without a mark to start over from decodes frames already analysed.
+        """Decode up to `mp` (the packet in hand) and analyse what is due."""
+        if self.decoder.follows(mp):
+            self._use_frames(self.decoder.decode([mp]))
+        else:  # the decoder stopped within this GOP (the gate slept): on from there
+            self._use_frames(self.decoder.decode(self.buffer.since_last_keyframe()))
+
+    def _use_frames(self, decoded: list[Decoded]) -> None:
+        for p, frame in decoded:
+            # Frames analysed already (before a catch-up started over) are not analysed again.
             last = None if self.detector is None else self.detector.last_t
-            seen = last is not None and last >= mp.t
-            if self._due(mp.t) and not seen:
-                self._analyse(frame, mp)
+            seen = last is not None and last >= p.t
+            if not seen and self._due(p.t):
+                self._analyse(frame, p)
+
+    def _mark_sleep(self) -> None:
+        key = self.gate.last_key if self.gate is not None else None
+        if key is not None:
+            self.marks.append(_Mark(key, copy.deepcopy(self.detector), self.next_analysis))
 
     def _keyframe(self, mp: MediaPacket) -> None:
         """A keyframe while the gate sleeps: analysed always; anything seen wakes the gate."""
         self.marks.append(_Mark(mp.t, copy.deepcopy(self.detector), self.next_analysis))
-        for frame in self._frames(mp):
+        for p, frame in self.decoder.still(mp):
+            if p is not mp:
+                continue  # a frame held back from before the gate slept: stale
             self._due(mp.t)
             luma, result = self._detect(frame, mp)
             det = self.detector
             assert det is not None
-            hint = result.score * det.valid_count >= 0.5 * det.min_pixels
-            quiet = result.warming_up or not (result.motion or result.global_change or hint)
-            wake = None if self.gate is None else self.gate.keyframe(mp.t, quiet)
+            seen = result.motion or result.global_change or _hint(result, det)
+            wake = None if self.gate is None else self.gate.keyframe(mp.t, not seen)
             if wake is not None:
                 self._catch_up(wake.since, wake.reason)
                 return
             self._use(frame, luma, result, mp)
 
     def _catch_up(self, since: float, reason: str) -> None:
-        """The gate woke: decode (and analyse) the buffered packets from keyframe `since` on."""
+        """The gate woke: decode (and analyse) the buffered packets from keyframe `since` on,
+        carrying on from where the decoder stopped when it can."""
+        packets = self.buffer.since(since)
         mark = next((m for m in self.marks if abs(m.t - since) < 1e-9), None)
         self.marks.clear()
-        if mark is not None:  # start over from the detection state before that keyframe
+        again = not self.decoder.continues(packets)
+        if again and mark is not None:  # start detection over from where the sleep began
             self.detector, self.next_analysis = mark.detector, mark.next_analysis
-        packets = self.buffer.since(since)
         log.debug(
-            "%s: gate woke at %.2f s (%s); decoding %d packets from %.2f s",
+            "%s: gate woke at %.2f s (%s); decoding %d packets from %.2f s%s",
             self.cam.name,
             self.current.t if self.current else since,
             reason,
             len(packets),
             since,
+            " again" if again else "",
         )
-        self.decoder.flush_buffers()
-        for p in packets:
-            self._decode(p)
+        self._use_frames(self.decoder.decode(packets))
 
     def _analyse(self, frame: av.VideoFrame, mp: MediaPacket) -> None:
         luma, result = self._detect(frame, mp)
@@ -370,7 +376,8 @@ class _Session:
         if result.motion:
             self.pipe.stats.last_motion_wall = mp.wall
         if self.gate is not None:
-            self.gate.motion(t, result.motion)
+            hint = self.detector is not None and _hint(result, self.detector)
+            self.gate.motion(t, result.motion, hint)
         self._apply(self.segmenter.motion(t, result.motion))
         if self.clip is not None:
             self.clip.scores.append(result.score)
@@ -517,6 +524,11 @@ class _Session:
         )
         if self.pipe.on_clip:
             self.pipe.on_clip(finished)
+
+
+def _hint(result: MotionResult, det: MotionDetector) -> bool:
+    """A change under the motion threshold but worth a closer look (half the least area)."""
+    return result.score * det.valid_count >= 0.5 * det.min_pixels
 
 
 LUMA_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray")

@@ -17,24 +17,10 @@ from pathlib import Path
 
 import av
 
+from agent.capture.source import MediaPacket
 from agent.durable import fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MediaPacket:
-    """A demuxed video packet with timing the rest of the pipeline can trust."""
-
-    packet: av.Packet
-    t: float  # media seconds, monotonic over the whole session (jumps already glued)
-    time_base: float  # seconds per tick of pts, dts and duration
-    pts: int  # ticks, continuous like `t`
-    dts: int
-    duration: int  # ticks; estimated when the camera leaves it out
-    key: bool
-    wall: float | None  # UTC epoch seconds this packet was captured at
-    discontinuity: bool = False  # timestamps jumped just before this packet (glued in `t`)
 
 
 @dataclass(frozen=True)
@@ -81,6 +67,16 @@ class PacketBuffer:
                 out.append(p)
         return out
 
+    def since_last_keyframe(self) -> list[MediaPacket]:
+        """The packets of the newest GOP: from its keyframe to the newest packet."""
+        out: list[MediaPacket] = []
+        for p in reversed(self.packets):
+            out.append(p)
+            if p.key:
+                break
+        out.reverse()
+        return out
+
     def clear(self) -> None:
         self.packets.clear()
 
@@ -111,11 +107,16 @@ class ClipWriter:
             self.first = p
         base = self.first.pts
         pkt = p.packet
+        # The packet may still be decoded (a gate catch-up): its own timing is put back.
+        own = pkt.stream, pkt.pts, pkt.dts, pkt.duration
         pkt.stream = self.stream
         pkt.pts = p.pts - base
         pkt.dts = p.dts - base
         pkt.duration = p.duration
-        self.container.mux(pkt)
+        try:
+            self.container.mux(pkt)
+        finally:
+            pkt.stream, pkt.pts, pkt.dts, pkt.duration = own
         self.end_pts = max(self.end_pts, p.pts + p.duration)
         self.last = p
         self.frames += 1

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import av
 
-from agent.capture.recorder import MediaPacket
 from agent.config import CameraConfig, redact
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,22 @@ JUMP_MIN = 2.0  # ... and never shorter than this many seconds
 WALL_DRIFT = 2.0  # s a live stream may run late of the host clock before wall time re-anchors
 WALL_WINDOW = 60.0  # s of media over which a live stream's wall-clock offset is estimated
 SUPPORTED_CODECS = ("h264", "hevc")
+
+
+@dataclass
+class MediaPacket:
+    """A demuxed video packet with timing the rest of the pipeline can trust."""
+
+    packet: av.Packet
+    t: float  # media seconds, monotonic over the whole session (jumps already glued)
+    time_base: float  # seconds per tick of pts, dts and duration
+    pts: int  # ticks, continuous like `t`
+    dts: int
+    duration: int  # ticks; estimated when the camera leaves it out
+    key: bool
+    wall: float | None  # UTC epoch seconds this packet was captured at
+    discontinuity: bool = False  # timestamps jumped just before this packet (glued in `t`)
+    seq: int = 0  # position in its connection: consecutive packets differ by 1
 
 
 class SourceError(Exception):
@@ -274,6 +289,7 @@ class Source:
         clock = WallClock()  # live streams
         self.last_error = None
         demux = container.demux(stream)
+        seq = 0
         while not self.stop.is_set():
             try:
                 pkt = next(demux)
@@ -322,4 +338,6 @@ class Source:
                 key=bool(pkt.is_keyframe),
                 wall=wall,
                 discontinuity=jump,
+                seq=seq,
             )
+            seq += 1

@@ -50,8 +50,7 @@ import numpy as np
 from agent.capture.keyframes import Candidate, quality, sharpness
 from agent.capture.motion import MotionResult
 from agent.capture.pipeline import CameraPipeline, CameraStats, StreamChanged, _Session
-from agent.capture.recorder import MediaPacket
-from agent.capture.source import Connection, Source, SourceError
+from agent.capture.source import Connection, MediaPacket, Source, SourceError
 from agent.config import redact
 
 log = logging.getLogger(__name__)

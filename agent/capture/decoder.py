@@ -1,0 +1,138 @@
+"""The one owner of PyAV decoding for a connection: packets in, (packet, frame) pairs out.
+
+The decoder keeps its place. While the gate sleeps only keyframes are fed to it; when the gate
+wakes in the middle of a GOP the pipeline hands it the buffered packets from the GOP's keyframe
+on, and it decodes only those it has not decoded yet: the keyframe and whatever was decoded
+before the gate fell asleep are not decoded again. It starts over (flush, then from the
+keyframe) only when its state cannot continue: the packets handed to it begin at another
+keyframe, or it had to be drained.
+
+Frames come out in presentation order, later than their packets when the stream has B-frames;
+each is paired with the packet that carried it (by pts), so analysis uses that frame's own time.
+A lone keyframe of such a stream (`still`) comes out only when the decoder is drained, which
+costs its state: the next wake decodes that keyframe once more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import av
+
+from agent.capture.source import MediaPacket
+
+log = logging.getLogger(__name__)
+
+Decoded = tuple[MediaPacket, av.VideoFrame]
+
+
+class Decoder:
+    def __init__(self, ctx: av.codec.context.CodecContext, name: str = "", stats=None) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.stats = stats  # counts frames_decoded and decode_errors too, if given
+        self.first: MediaPacket | None = None  # the keyframe the decoder's state runs from
+        self.last: MediaPacket | None = None  # the last packet fed in that run
+        self.pending: dict[int, MediaPacket] = {}  # raw pts -> fed packet whose frame is due
+        self.frames = 0  # frames decoded
+        self.redecoded = 0  # packets fed again (a catch-up that had to start over)
+        self.high = -1  # the highest packet seq fed
+        self.errors = 0  # packets the decoder refused (or drains that failed)
+
+    def follows(self, mp: MediaPacket) -> bool:
+        """Can `mp` be fed as it is: a keyframe, or the packet right after the last one fed?"""
+        return mp.key or (self.last is not None and mp.seq == self.last.seq + 1)
+
+    def continues(self, packets: Sequence[MediaPacket]) -> bool:
+        """Would `decode(packets)` carry on from the decoder's state (no packet decoded twice)?"""
+        return bool(packets) and packets[0] is self.first and self._after_last(packets) >= 0
+
+    def decode(self, packets: Sequence[MediaPacket]) -> list[Decoded]:
+        """Decode consecutive packets that begin at a keyframe (or with the packet after the last
+        one fed), skipping those already decoded. Returns the frames that came out."""
+        if not packets:
+            return []
+        start = self._after_last(packets) if packets[0] is self.first else -1
+        if start < 0:
+            if self.follows(packets[0]):
+                start = 0
+            else:
+                self.reset()
+                start = 0
+        out: list[Decoded] = []
+        for mp in packets[start:]:
+            out += self._feed(mp)
+        return out
+
+    def still(self, mp: MediaPacket) -> list[Decoded]:
+        """Decode a keyframe now, even where frames leave the decoder late (B-frames): then
+        the decoder is drained and starts over at the next keyframe."""
+        out = self._feed(mp)
+        if any(p is mp for p, _ in out):
+            return out
+        try:
+            out += self._pair(self.ctx.decode(None))
+        except av.FFmpegError as exc:
+            self._error()
+            log.debug("%s: drain at %.2f s: %s", self.name, mp.t, exc)
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        """Forget the decoder's state (the next packet fed must be a keyframe)."""
+        self.ctx.flush_buffers()
+        self.first = self.last = None
+        self.pending.clear()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _after_last(self, packets: Sequence[MediaPacket]) -> int:
+        if self.last is None:
+            return -1
+        for i in range(len(packets) - 1, -1, -1):
+            if packets[i] is self.last:
+                return i + 1
+        return -1
+
+    def _feed(self, mp: MediaPacket) -> list[Decoded]:
+        if mp.key:
+            self.first = mp
+        elif self.first is None:
+            return []  # no keyframe to decode from (before the first one, or after a reset)
+        self.last = mp
+        if mp.seq <= self.high:
+            self.redecoded += 1
+            if self.stats is not None:
+                self.stats.frames_redecoded += 1
+        self.high = max(self.high, mp.seq)
+        self.pending[mp.packet.pts if mp.packet.pts is not None else mp.seq] = mp
+        try:
+            frames = self.ctx.decode(mp.packet)
+        except av.FFmpegError as exc:
+            self._error()
+            if not isinstance(exc, av.error.InvalidDataError):
+                log.debug("%s: decode error at %.2f s: %s", self.name, mp.t, exc)
+            return []
+        return self._pair(frames)
+
+    def _error(self) -> None:
+        self.errors += 1
+        if self.stats is not None:
+            self.stats.decode_errors += 1
+
+    def _pair(self, frames: list[av.VideoFrame]) -> list[Decoded]:
+        out: list[Decoded] = []
+        self.frames += len(frames)
+        if self.stats is not None:
+            self.stats.frames_decoded += len(frames)
+        for frame in frames:
+            mp = self.pending.pop(frame.pts, None) if frame.pts is not None else None
+            if mp is None:  # no pts to match (raw streams): the oldest packet still due
+                if not self.pending:
+                    continue
+                mp = self.pending.pop(next(iter(self.pending)))
+            if frame.pts is not None:  # frames come out in pts order: older ones never will
+                for pts in [p for p in self.pending if p < frame.pts]:
+                    del self.pending[pts]
+            out.append((mp, frame))
+        return out
