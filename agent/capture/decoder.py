@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 import av
 
@@ -27,18 +28,23 @@ log = logging.getLogger(__name__)
 Decoded = tuple[MediaPacket, av.VideoFrame]
 
 
+class Counters(Protocol):
+    """Where the decoder counts its work (the camera's stats)."""
+
+    frames_decoded: int
+    frames_redecoded: int  # packets fed again (a catch-up that had to start over)
+    decode_errors: int  # packets the decoder refused (or drains that failed)
+
+
 class Decoder:
-    def __init__(self, ctx: av.codec.context.CodecContext, name: str = "", stats=None) -> None:
+    def __init__(self, ctx: av.codec.context.CodecContext, name: str, stats: Counters) -> None:
         self.ctx = ctx
         self.name = name
-        self.stats = stats  # counts frames_decoded and decode_errors too, if given
+        self.stats = stats
         self.first: MediaPacket | None = None  # the keyframe the decoder's state runs from
         self.last: MediaPacket | None = None  # the last packet fed in that run
         self.pending: dict[int, MediaPacket] = {}  # raw pts -> fed packet whose frame is due
-        self.frames = 0  # frames decoded
-        self.redecoded = 0  # packets fed again (a catch-up that had to start over)
         self.high = -1  # the highest packet seq fed
-        self.errors = 0  # packets the decoder refused (or drains that failed)
 
     def follows(self, mp: MediaPacket) -> bool:
         """Can `mp` be fed as it is: a keyframe, or the packet right after the last one fed?"""
@@ -55,11 +61,9 @@ class Decoder:
             return []
         start = self._after_last(packets) if packets[0] is self.first else -1
         if start < 0:
-            if self.follows(packets[0]):
-                start = 0
-            else:
+            if not self.follows(packets[0]):
                 self.reset()
-                start = 0
+            start = 0
         out: list[Decoded] = []
         for mp in packets[start:]:
             out += self._feed(mp)
@@ -101,9 +105,7 @@ class Decoder:
             return []  # no keyframe to decode from (before the first one, or after a reset)
         self.last = mp
         if mp.seq <= self.high:
-            self.redecoded += 1
-            if self.stats is not None:
-                self.stats.frames_redecoded += 1
+            self.stats.frames_redecoded += 1
         self.high = max(self.high, mp.seq)
         self.pending[mp.packet.pts if mp.packet.pts is not None else mp.seq] = mp
         try:
@@ -116,15 +118,11 @@ class Decoder:
         return self._pair(frames)
 
     def _error(self) -> None:
-        self.errors += 1
-        if self.stats is not None:
-            self.stats.decode_errors += 1
+        self.stats.decode_errors += 1
 
     def _pair(self, frames: list[av.VideoFrame]) -> list[Decoded]:
         out: list[Decoded] = []
-        self.frames += len(frames)
-        if self.stats is not None:
-            self.stats.frames_decoded += len(frames)
+        self.stats.frames_decoded += len(frames)
         for frame in frames:
             mp = self.pending.pop(frame.pts, None) if frame.pts is not None else None
             if mp is None:  # no pts to match (raw streams): the oldest packet still due

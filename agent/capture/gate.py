@@ -48,6 +48,7 @@ whole GOP that often as a spot check.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -76,12 +77,7 @@ class Wake:
 
 def size_bin(pos: int) -> int:
     """Bin of a frame `pos` frames of its kind after the keyframe: exact near it, wider away."""
-    n = 0
-    for edge in BIN_EDGES:
-        if pos < edge:
-            break
-        n += 1
-    return n
+    return bisect.bisect_right(BIN_EDGES, pos)
 
 
 class Gate:
@@ -115,7 +111,6 @@ class Gate:
         self.cusum = 0.0
         self.max_pts: float | None = None
         self.last_probe = -math.inf
-        self.b_frames = False
 
     # -- what the pipeline calls ---------------------------------------------------------------
     def packet(self, t: float, size: int, key: bool, pts: float, busy: bool = False) -> Wake | None:
@@ -125,7 +120,6 @@ class Gate:
         packet and the following ones are to be decoded.
         """
         backward = self.max_pts is not None and pts < self.max_pts
-        self.b_frames = self.b_frames or backward
         self.max_pts = pts if self.max_pts is None else max(self.max_pts, pts)
         if key:
             return self._keyframe_packet(t, busy)

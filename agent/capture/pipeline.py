@@ -279,7 +279,7 @@ class _Session:
             self._keyframe(mp)
         else:
             if was_awake:  # fell asleep within this GOP: a catch-up resumes from here
-                self._mark_sleep()
+                self._mark(gate.last_key)
             stats.frames_skipped += 1
         if self.gate is not None:
             stats.gate, stats.gate_wakes = self.gate.mode, self.gate.wakes
@@ -306,14 +306,14 @@ class _Session:
             if not seen and self._due(p.t):
                 self._analyse(frame, p)
 
-    def _mark_sleep(self) -> None:
-        key = self.gate.last_key if self.gate is not None else None
+    def _mark(self, key: float | None) -> None:
+        """Detection state as it is now, for a catch-up from keyframe `key` to start over from."""
         if key is not None:
             self.marks.append(_Mark(key, copy.deepcopy(self.detector), self.next_analysis))
 
     def _keyframe(self, mp: MediaPacket) -> None:
         """A keyframe while the gate sleeps: analysed always; anything seen wakes the gate."""
-        self.marks.append(_Mark(mp.t, copy.deepcopy(self.detector), self.next_analysis))
+        self._mark(mp.t)
         for p, frame in self.decoder.still(mp):
             if p is not mp:
                 continue  # a frame held back from before the gate slept: stale
