@@ -1635,6 +1635,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gop", type=int)
     p.add_argument("--bitrate", type=int, help="bit/s; constant-bitrate-ish instead of CRF")
     p.add_argument("--crf", type=int, default=26)
+    p.add_argument("--noise", type=float, default=1.0, help="sensor noise scale, 0-4")
     p.add_argument("--maxrate", type=int, help="bit/s; caps the CRF encoding (VBR with a cap)")
     p.add_argument(
         "--dynamic-gop",
@@ -1648,23 +1649,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--motion-fraction", type=float)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    scene = make_scene(
-        a.kind,
-        a.out_dir,
-        width=a.width,
-        height=a.height,
-        fps=a.fps,
-        duration=a.duration,
-        codec=a.codec,
-        gop=a.gop,
-        bitrate=a.bitrate,
-        crf=a.crf,
-        bframes=a.bframes,
-        seed=a.seed,
-        motion_fraction=a.motion_fraction,
-        maxrate=a.maxrate,
-        dynamic_gop=tuple(a.dynamic_gop) if a.dynamic_gop else None,
-    )
+    try:
+        scene = make_scene(
+            a.kind,
+            a.out_dir,
+            width=a.width,
+            height=a.height,
+            fps=a.fps,
+            duration=a.duration,
+            codec=a.codec,
+            gop=a.gop,
+            bitrate=a.bitrate,
+            crf=a.crf,
+            bframes=a.bframes,
+            seed=a.seed,
+            motion_fraction=a.motion_fraction,
+            maxrate=a.maxrate,
+            dynamic_gop=tuple(a.dynamic_gop) if a.dynamic_gop else None,
+            noise=a.noise,
+        )
+    except ValueError as exc:  # a bad combination of options: say which, no traceback
+        p.error(str(exc))
     print(json.dumps({**dataclasses.asdict(scene), "path": str(scene.path)}, indent=2))
 
 
