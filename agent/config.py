@@ -388,27 +388,51 @@ def _polygons(raw: Any, where: str) -> tuple[tuple[tuple[float, float], ...], ..
     return tuple(polys)
 
 
+URL_SCHEMES = ("rtsp", "rtsps", "file")  # and a plain path; what the source can open
+
+
+def _url_problem(raw: Any, where: str, alt: str, *, empty_ok: bool = False) -> str | None:
+    """What is wrong with a camera URL setting, or None: rtsp(s)://, file:// or a path."""
+    expect = f"expected an rtsp:// or rtsps:// URL, a file path or a file:// URL{alt}"
+    if not isinstance(raw, str) or (not raw.strip() and not (empty_ok and raw == "")):
+        return f"{where} = {shown(raw)}: {expect}"
+    if _CONTROL.search(raw):
+        return f"{where}: a control character in it; {expect}"
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", raw)
+    if scheme and scheme[1] not in URL_SCHEMES:
+        return f"{where} = {shown(raw)}: scheme {scheme[1]!r} is not supported; {expect}"
+    return None
+
+
 def _camera(raw: Any, index: int, motion: MotionSettings, clip: ClipSettings) -> CameraConfig:
     where = f"cameras[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"[[cameras]] #{index + 1}: expected a table")
-    for key in ("name", "url"):
-        if key not in raw:
-            raise ConfigError(f"[{where}]: missing required key {key!r}")
-    name = raw["name"]
-    if not isinstance(name, str) or not CAMERA_NAME.match(name):
-        raise ConfigError(
+    # Every problem with the identity at once: a bad name is reported even without a url.
+    problems = [f"[{where}]: missing required key {k!r}" for k in ("name", "url") if k not in raw]
+    name = raw.get("name")
+    if "name" in raw and (not isinstance(name, str) or not CAMERA_NAME.match(name)):
+        problems.append(
             f"[{where}] name = {shown(name)}: expected 1-64 characters of a-z, 0-9, '_' or '-'"
         )
+    if problems:
+        raise ConfigError("\n".join(problems), problems)
     where = f"cameras.{name}"
-    if not isinstance(raw["url"], str) or not raw["url"].strip() or _CONTROL.search(raw["url"]):
-        raise ConfigError(f"[{where}] url: expected an rtsp:// URL, a file path or a file:// URL")
-    sub = raw.get("detect_url", "")
-    if not isinstance(sub, str) or (sub and not sub.strip()) or _CONTROL.search(sub):
-        raise ConfigError(
-            f"[{where}] detect_url: expected an rtsp:// URL, a file path or a file:// URL "
-            '(the sub-stream), or "" to detect on url'
+    problems = [
+        p
+        for p in (
+            _url_problem(raw["url"], f"[{where}] url", ""),
+            _url_problem(
+                raw.get("detect_url", ""),
+                f"[{where}] detect_url",
+                ' (the sub-stream), or "" to detect on url',
+                empty_ok=True,
+            ),
         )
+        if p
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems), problems)
     problems: list[str] = []
     parts = (
         lambda: _build(
