@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from agent import __version__, logs
-from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load, read_toml
+from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load, read_toml, redact
+from agent.service.lock import DataDirBusy
 
 log = logging.getLogger("agent")
 
@@ -40,11 +44,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    if out.exists() and not out.is_dir():
+        print(f"ipc-agent replay: --out {out} exists and is not a folder", file=sys.stderr)
+        return 2
+    created = next((p for p in (out, *out.parents) if p.parent.exists()), out)
+    created = None if created.exists() else created  # the folder we make, if any
     try:
         clips = replay(Path(args.video), out, config, args.camera, on_clip=show)
-    except ReplayError as exc:
-        print(f"ipc-agent replay: {exc}", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        # Leave nothing behind for a failed replay: no empty --out (or parent) folder.
+        for folder in (out, *out.parents) if created is not None else ():
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+            if folder == created:
+                break
+        if isinstance(exc, ReplayError):
+            print(f"ipc-agent replay: {exc}", file=sys.stderr)
+            return 1
+        raise
     if not args.json:
         print(f"{len(clips)} clip(s) in {out}")
     return 0
@@ -65,25 +82,66 @@ def cmd_run(args: argparse.Namespace) -> int:
             path,
             mode,
         )
-    return run(source, once=args.once)
+    from agent.service.lock import hold
+
+    with hold(source.config.agent.data_dir):  # one agent per data dir; else DataDirBusy
+        return run(source, once=args.once)
+
+
+def _retry(args: argparse.Namespace, spool) -> int:
+    """`queue retry`: failed clips back to the step they failed at; per id, why not."""
+    if bool(args.ids) == bool(args.failed):
+        print(
+            "ipc-agent queue retry: name clip ids, or --failed for all (not both)", file=sys.stderr
+        )
+        return 2
+    if args.failed:
+        count = spool.requeue(None)
+        print(f"{count} failed clip(s) queued again" if count else "no failed clips to retry")
+        return 0
+    refused = 0
+    for clip_id in dict.fromkeys(args.ids):
+        row = spool.row(clip_id)
+        if row is None:
+            why = f"no such clip in {spool.path} (see: ipc-agent queue)"
+        elif row["state"] != "failed":
+            why = f"it is {row['state']}, not failed; only failed clips are queued again"
+        elif spool.requeue([clip_id]) == 1:
+            print(f"clip {clip_id}: queued again (it had failed: {row['reason'] or 'no reason'})")
+            continue
+        else:  # its state changed under us (the uploader)
+            why = "it is no longer failed"
+        print(f"ipc-agent queue retry: clip {clip_id}: {why}", file=sys.stderr)
+        refused += 1
+    return 1 if refused else 0
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from agent.spool import Spool
+    from agent.spool import STATES, Spool
 
+    if args.action != "retry" and (args.ids or args.failed):
+        print(
+            "ipc-agent queue: clip ids and --failed go with retry: queue retry ID ...",
+            file=sys.stderr,
+        )
+        return 2
+    if args.state is not None and args.state not in STATES:
+        print(
+            f"ipc-agent queue: --state {args.state!r}: expected one of {', '.join(STATES)}",
+            file=sys.stderr,
+        )
+        return 2
     config = _config(args.config, required=True)
     data_dir = config.agent.data_dir
     if not (data_dir / "spool.db").exists():
-        print(f"ipc-agent queue: no spool at {data_dir / 'spool.db'} yet", file=sys.stderr)
+        print(
+            f"ipc-agent queue: no spool at {data_dir / 'spool.db'} yet (nothing recorded there)",
+            file=sys.stderr,
+        )
         return 1
-    spool = Spool(data_dir)
     if args.action == "retry":
-        if not args.ids and not args.failed:
-            print("ipc-agent queue retry: name clip ids, or --failed for all", file=sys.stderr)
-            return 2
-        count = spool.requeue(None if args.failed else args.ids)
-        print(f"{count} failed clip(s) queued again")
-        return 0
+        return _retry(args, Spool(data_dir))
+    spool = Spool(data_dir)
     rows = list(spool.rows(state=args.state, camera=args.camera))
     if args.json:
         for row in rows:  # the spool's JSON columns as JSON, not as strings of it
@@ -118,7 +176,9 @@ def _cloud_clients(config: Config):
 
     if config.cloud is None:
         raise ConfigError(f"{config.source}: no [cloud] section (region, bucket, search_lib)")
-    return IceClient(config.cloud.ice_endpoint, CredentialSource().get)
+    credentials = CredentialSource()
+    credentials.get()  # no credentials: CredentialsError says where it looked, before a request
+    return IceClient(config.cloud.ice_endpoint, credentials.get)
 
 
 def _cloud_errors(func):
@@ -131,7 +191,7 @@ def _cloud_errors(func):
         try:
             return func(args)
         except (IceError, CredentialsError) as exc:
-            print(f"ipc-agent {args.command}: {exc}", file=sys.stderr)
+            print(f"ipc-agent {_command(args)}: {exc}", file=sys.stderr)
             return 1
 
     return wrapper
@@ -155,7 +215,15 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     config = _config(args.config, required=True)
     if not 1 <= args.limit <= 50:
-        print("ipc-agent search: --limit must be 1..50", file=sys.stderr)
+        print(f"ipc-agent search: --limit {args.limit}: expected 1 to 50", file=sys.stderr)
+        return 2
+    if args.page < 1:
+        print(f"ipc-agent search: --page {args.page}: expected 1 or more", file=sys.stderr)
+        return 2
+    if not args.text.strip():
+        print(
+            'ipc-agent search: describe what to find, e.g. "a person at the door"', file=sys.stderr
+        )
         return 2
     try:
         since = parse_since(args.since) if args.since else None
@@ -211,19 +279,42 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from agent import fleetdoc
 
-    path = Path(getattr(args, "file", None) or args.config or DEFAULT_CONFIG_PATH)
+    file, config_opt = getattr(args, "file", None), args.config
+    if file and config_opt and Path(file) != Path(config_opt):
+        print(
+            f"ipc-agent config check: two files given ({file}, --config {config_opt}); "
+            "check one at a time",
+            file=sys.stderr,
+        )
+        return 2
+    path = Path(file or config_opt or DEFAULT_CONFIG_PATH)
     raw = read_toml(path)
     if "version" in raw or "target" in raw:  # a fleet document, not a config file
         local = read_toml(args.local) if getattr(args, "local", None) else None
+        data = path.read_bytes()
+        if "target" not in raw:  # `fleet publish` adds it, as here, for the check
+            data = b'target = "group:unpublished"\n' + data
         try:
-            doc = fleetdoc.check(path.read_bytes(), str(path), local)
+            doc = fleetdoc.check(data, str(path), local)
         except fleetdoc.FleetDocError as exc:
             print(f"ipc-agent: {path}: fleet document refused: {exc}", file=sys.stderr)
             return 2
         sections = ", ".join(doc.body) or "nothing"
-        print(f"{path}: OK, fleet document {doc.label} carrying {sections}")
+        label = (
+            doc.label
+            if "target" in raw
+            else f"version {doc.version} (fleet publish adds the target)"
+        )
+        print(f"{path}: OK, fleet document {label} carrying {sections}")
         return 0
     config = load(path)
+    if not config.cameras and config.cloud is None:
+        print(
+            f"ipc-agent: {config.source}: no [[cameras]] and no [cloud] configured; nothing to do "
+            "(ipc-agent run would exit 2): add a [[cameras]] table with name and url",
+            file=sys.stderr,
+        )
+        return 2
     cloud = "cloud delivery on" if config.cloud else "no [cloud]: clips stay local"
     print(f"{config.source}: OK, {len(config.cameras)} camera(s), {cloud}")
     return 0
@@ -385,10 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_config_show)
     chk = cfg_sub.add_parser("check", help="validate a file and list every problem in it")
     chk.add_argument("file", nargs="?", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    chk.add_argument("--config", help="the same as FILE, as every other command takes it")
     chk.add_argument(
         "--local", help="with a fleet document: the gateway's config file to merge it onto"
     )
-    chk.set_defaults(func=cmd_check, config=None)
+    chk.set_defaults(func=cmd_check)
 
     fl = sub.add_parser("fleet", help="signed configuration pushed through the bucket")
     fl_sub = fl.add_subparsers(dest="fleet_command", required=True)
@@ -411,16 +503,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command as typed: "queue retry", "fleet publish", "config check", ..."""
+    words = [args.command]
+    for attr in ("cloud_command", "config_command", "fleet_command"):
+        if getattr(args, attr, None):
+            words.append(getattr(args, attr))
+    if getattr(args, "action", None):
+        words.append(args.action)
+    return " ".join(words)
+
+
+def _last_resort(args: argparse.Namespace, exc: BaseException) -> int:
+    """Anything a command did not handle: one line (what failed, what to do), never a traceback."""
+    command = f"ipc-agent {_command(args)}"
+    if isinstance(exc, OSError):
+        what = exc.strerror or str(exc) or type(exc).__name__
+        where = f" {exc.filename}" if exc.filename else ""
+        hint = {
+            "EACCES": "run it as a user that may (e.g. sudo -u ipc-agent), or fix the permissions",
+            "EPERM": "run it as a user that may (e.g. sudo -u ipc-agent), or fix the permissions",
+            "ENOSPC": "free some space",
+            "EROFS": "point [agent] data_dir at a writable place",
+        }.get(errno.errorcode.get(exc.errno or 0, ""), "check the path and try again")
+        line = f"{command}: cannot use{where}: {what}; {hint}"
+    elif isinstance(exc, sqlite3.Error):
+        line = (
+            f"{command}: the spool database failed: {exc}; check [agent] data_dir's spool.db "
+            "(a copy from another version, a full disk, or a damaged file)"
+        )
+    else:
+        line = (
+            f"{command}: unexpected error: {type(exc).__name__}: {exc}; this is a bug: please "
+            "report this line (IPC_AGENT_DEBUG=1 shows the traceback)"
+        )
+    print(redact(line, anywhere=True)[:2000], file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup("warning" if args.command == "replay" and args.json else "info")
+    if args.command != "run":  # one-shot commands explain a credentials failure themselves
+        logging.getLogger("credentials").addFilter(_drop)
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"ipc-agent: {exc}", file=sys.stderr)
         return 2
+    except DataDirBusy as exc:
+        print(f"ipc-agent run: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ipc-agent queue | head`: the reader left; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        if os.environ.get("IPC_AGENT_DEBUG"):
+            raise
+        return _last_resort(args, exc)
+
+
+def _drop(record: logging.LogRecord) -> bool:
+    return False
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ the environment any time before the first upload works; changing it afterwards d
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from typing import Any
@@ -82,6 +83,16 @@ def _adopt_library_logging() -> None:
     lib_log.setLevel(logging.NOTSET)
 
 
+def _half_set() -> str:
+    """A hint when the environment holds half an AccessKey pair (the commonest slip)."""
+    names = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    have = [bool(os.environ.get(n)) for n in names]
+    if have[0] == have[1]:
+        return ""
+    given, missing = names if have[0] else names[::-1]
+    return f"{given} is set but {missing} is not: set both. "
+
+
 class CredentialSource:
     """Credentials from Alibaba Cloud's default chain (see the module doc), fetched per call.
 
@@ -111,7 +122,7 @@ class CredentialSource:
         except Exception as exc:  # the chain raises CredentialException, providers anything
             tried = "; ".join(f"({i}) {s}" for i, s in enumerate(SOURCES_TRIED, 1))
             raise CredentialsError(
-                "no Alibaba Cloud credentials found. Tried, in order: "
+                f"no Alibaba Cloud credentials found. {_half_set()}Tried, in order: "
                 f"{tried}. Configure one of them, e.g. set ALIBABA_CLOUD_ACCESS_KEY_ID and "
                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET in the agent's environment (systemd: "
                 "EnvironmentFile=), or attach a RAM role to the ECS instance. "
