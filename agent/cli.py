@@ -67,6 +67,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nothing_to_do(config: Config) -> str | None:
+    """Why `run` would have nothing to do with this config (config check says the same)."""
+    if config.cameras or config.cloud is not None:
+        return None
+    return (
+        f"{config.source}: no [[cameras]] and no [cloud] configured; nothing to do: add a "
+        "[[cameras]] table with name and url (see systemd/agent.example.toml)"
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.service.fleet import ConfigSource
     from agent.service.supervisor import run
@@ -84,6 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     from agent.service.lock import hold
 
+    if (why := _nothing_to_do(source.config)) is not None:
+        log.error("%s", why)
+        return 2
     with hold(source.config.agent.data_dir):  # one agent per data dir; else DataDirBusy
         return run(source, once=args.once)
 
@@ -308,12 +321,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{path}: OK, fleet document {label} carrying {sections}")
         return 0
     config = load(path)
-    if not config.cameras and config.cloud is None:
-        print(
-            f"ipc-agent: {config.source}: no [[cameras]] and no [cloud] configured; nothing to do "
-            "(ipc-agent run would exit 2): add a [[cameras]] table with name and url",
-            file=sys.stderr,
-        )
+    if (why := _nothing_to_do(config)) is not None:
+        print(f"ipc-agent: {why}", file=sys.stderr)
         return 2
     cloud = "cloud delivery on" if config.cloud else "no [cloud]: clips stay local"
     print(f"{config.source}: OK, {len(config.cameras)} camera(s), {cloud}")
@@ -547,7 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "run":  # one-shot commands explain a credentials failure themselves
         logging.getLogger("credentials").addFilter(_drop)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at exit
+        return code
     except ConfigError as exc:
         print(f"ipc-agent: {exc}", file=sys.stderr)
         return 2

@@ -7,9 +7,35 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 OUT=${DEMO_OUT:-$ROOT/demo-out}
 
+# What this needs from the system: Python >= 3.10 with its venv module (Debian and Ubuntu ship
+# that apart, in python3-venv). As root it is installed; otherwise the command is named.
 PYTHON=${PYTHON:-python3}
-if [[ ! -x .venv/bin/python ]]; then
-  echo "== creating .venv"
+need_packages() {
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "== installing Debian packages: $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  else
+    echo "!! $PYTHON cannot make a venv: install $* (sudo apt-get install $*), then run $0 again" >&2
+    exit 1
+  fi
+}
+command -v "$PYTHON" >/dev/null || need_packages python3 python3-venv
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+  echo "!! $PYTHON is older than Python 3.10; set PYTHON=/path/to/python3.10-or-newer" >&2
+  exit 1
+}
+# A usable .venv runs and has pip. A half-made one (python3 -m venv failed at ensurepip,
+# leaving a .venv without pip) is made again.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need_packages python3-venv
+  if [[ -e .venv ]]; then
+    echo "== .venv is incomplete (no pip: an earlier python3 -m venv failed); making it again"
+    rm -rf .venv
+  else
+    echo "== creating .venv"
+  fi
   "$PYTHON" -m venv .venv
 fi
 echo "== installing the agent into .venv"
@@ -38,6 +64,7 @@ name = "demo"
 url = "$VIDEO"
 realtime = false   # as fast as possible; a real camera streams in real time
 TOML
+chmod 0640 "$OUT/agent.toml" # configs hold camera passwords: not readable by every user
 
 echo "== running the agent on it (ipc-agent run --once): motion -> clips -> keyframes -> spool"
 .venv/bin/ipc-agent run --config "$OUT/agent.toml" --once 2>&1 | sed 's/^/   /'
