@@ -379,3 +379,29 @@ def test_a_reader_that_leaves_early_gets_no_broken_pipe_noise(world):
     proc.wait(60)
     proc.stderr.close()
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_status_without_a_daemon_or_a_spool_says_so(world):
+    fresh = world / "fresh.toml"
+    fresh.write_text(
+        f'[agent]\ndata_dir = "{world / "fresh"}"\n[[cameras]]\nname = "cam"\nurl = "/x.mp4"\n'
+    )
+    out = agent("status", "--config", str(fresh), env=environment(world), cwd=world)
+    assert out.returncode == 3, out.stderr
+    assert "DAEMON NOT RUNNING" in out.stdout
+    assert "\nspool: none yet" in out.stdout
+    said = "".join(out.stdout.split())  # long lines wrap, anywhere in a path
+    assert f"spool:noneyet(nocliprecordedin{world / 'fresh'})" in said
+
+
+def test_the_example_config_names_the_command_that_checks_it():
+    example = Path(__file__).parent.parent / "systemd" / "agent.example.toml"
+    header = example.read_text().splitlines()[:5]
+    assert any("ipc-agent config check /etc/ipc-agent/agent.toml" in line for line in header)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "config", "check", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr

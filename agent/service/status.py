@@ -259,6 +259,8 @@ def render(model: dict[str, Any]) -> str:
         if q.get("last_error"):
             e = q["last_error"]
             lines.append(f"  last error {e['at']}: {e['message']}"[:80])
+    else:  # no spool.db yet: nothing recorded here so far
+        lines += ["", f"spool: none yet (no clip recorded in {model['disk']['data_dir']})"]
     u = model.get("uploader")
     if u:
         reach = {True: "reachable", False: "UNREACHABLE", None: "unknown"}[u.get("cloud_reachable")]
