@@ -22,7 +22,11 @@ need_packages() {
   fi
 }
 command -v "$PYTHON" >/dev/null || need_packages python3 python3-venv
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+PY_OK=$("$PYTHON" -c 'import sys; print(int(sys.version_info >= (3, 10)))') || {
+  echo "!! $PYTHON does not run (see above); set PYTHON=/path/to/python3" >&2
+  exit 1
+}
+[[ $PY_OK == 1 ]] || {
   echo "!! $PYTHON is older than Python 3.10; set PYTHON=/path/to/python3.10-or-newer" >&2
   exit 1
 }
