@@ -53,11 +53,17 @@ never looks at the video), score = share of query words found.
     closed without an answer; with ``"process": true`` after the action took effect),
     ``"raw"`` (answer ``"body"`` repeated ``"repeat"`` times, as ``"content_type"`` with
     ``"status"`` (200): HTML error pages, malformed or incomplete JSON, huge bodies).
-    ``"status"``, ``"code"``, ``"message"`` override the error answer.
+    ``"status"``, ``"code"``, ``"message"`` override the error answer; ``"retry_after"`` (ms)
+    adds an ``x-acs-retry-after`` header to it, as Alibaba Cloud's gateway does when it
+    throttles.
   - ``{"op": "clear_faults"}``
-  - ``{"op": "duplicate_insert", "mode": "reject"|"accept"}`` — a second insert of a MediaId:
-    409 ``MediaAlreadyExist`` (default) or an idempotent success.
-  - ``{"op": "set", "index_job_polls": N, "index_ready_polls": N}``
+  - ``{"op": "duplicate_insert", "mode": "reject"|"accept", "status": S, "code": C,
+    "message": M}`` — a second insert of a MediaId: 409 ``MediaAlreadyExist`` (default; or
+    the given status, code and message: the reference documents no answer for it) or an
+    idempotent success.
+  - ``{"op": "set", "index_job_polls": N, "index_ready_polls": N, "missing_media": A}`` —
+    ``missing_media``: how QueryMediaIndexJob answers a MediaId the library does not have:
+    ``"error"`` (404 ``MediaNotExist``, default) or ``"empty"`` (success, no jobs).
   - ``{"op": "job_status", "media_id": M, "status": "Fail"|"Running"|"Success"}`` — force.
   - ``{"op": "reset"}`` — forget everything (libraries, media, nonces, counters, faults).
 """
@@ -155,7 +161,9 @@ _AUTH_RE = re.compile(
     r"^ACS3-HMAC-SHA256 Credential=(?P<ak>[^,\s]+),"
     r"SignedHeaders=(?P<signed>[a-z0-9;\-]+),Signature=(?P<sig>[0-9a-f]{64})$"
 )
-_LIB_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
+#: "for IP camera (IPC) monitoring scenarios, the name must start with IPCamera_": letters
+#: and digits after it.
+_LIB_NAME_RE = re.compile(r"^(IPCamera_)?[A-Za-z0-9]{1,64}$")
 #: The reference only says "unique" (example: 32 hex digits); we accept what our clip ids use.
 _MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -236,6 +244,8 @@ class State:
         self.nonces: dict[str, float] = {}
         self.faults: list[dict[str, Any]] = []
         self.duplicate_mode = "reject"
+        self.duplicate_answer: dict[str, Any] = {}
+        self.missing_media = "error"
         self.insert_calls: dict[str, int] = {}
         self.registered: dict[str, int] = {}
         self.calls: dict[str, int] = {}
@@ -425,8 +435,11 @@ def insert_media(state: State, params: dict[str, str]) -> dict[str, Any]:
     if (lib_name, media_id) in state.media:
         if state.duplicate_mode == "accept":
             return _ok(MediaId=media_id)
+        answer = state.duplicate_answer
         raise ApiError(
-            "MediaAlreadyExist", f"The media with the given MediaId {media_id} already exists."
+            answer.get("code") or "MediaAlreadyExist",
+            answer.get("message") or f"The media with the given MediaId {media_id} already exists.",
+            answer.get("status"),
         )
     state.media[(lib_name, media_id)] = {
         "search_lib": lib_name,
@@ -454,6 +467,10 @@ def _media(state: State, params: dict[str, str]) -> tuple[str, dict[str, Any]]:
 
 
 def query_media_index_job(state: State, params: dict[str, str]) -> dict[str, Any]:
+    lib_name, _ = _lib(state, params)
+    if state.missing_media == "empty" and (lib_name, params.get("MediaId")) not in state.media:
+        _require(params, "MediaId")
+        return _ok(IndexJobInfoList=[])
     lib_name, media = _media(state, params)
     status = state.job_status(media)  # Running for the first index_job_polls queries
     media["_polls"] += 1
@@ -586,16 +603,22 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+    def _send_json(
+        self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         with contextlib.suppress(OSError):  # the client may have given up (timeout)
             self.send_response(status)
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json;charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
-    def _send_error(self, err: ApiError, request_id: str) -> None:
+    def _send_error(
+        self, err: ApiError, request_id: str, extra: dict[str, str] | None = None
+    ) -> None:
         self._send_json(
             err.status,
             {
@@ -605,6 +628,7 @@ class Handler(BaseHTTPRequestHandler):
                 "Message": err.message,
                 "Recommend": f"https://api.aliyun.com/troubleshoot?q={err.code}&product=ICE",
             },
+            extra,
         )
 
     def _send_raw(self, fault: dict[str, Any]) -> None:
@@ -677,7 +701,10 @@ class Handler(BaseHTTPRequestHandler):
             )
             with state.lock:
                 state.record(action, err.status, err.code, has_token)
-            self._send_error(err, request_id)
+            extra = None
+            if fault.get("retry_after") is not None:
+                extra = {"x-acs-retry-after": str(fault["retry_after"])}
+            self._send_error(err, request_id, extra)
             return
         if fault is not None and fault["kind"] == "raw":  # not what the API answers at all
             with state.lock:
@@ -796,6 +823,7 @@ def control(state: State, op: dict[str, Any]) -> None:
                 "status": op.get("status"),
                 "code": op.get("code"),
                 "message": op.get("message"),
+                "retry_after": op.get("retry_after"),
                 # kind "raw": the answer's exact bytes (body x repeat) and content type
                 "body": str(op.get("body", "")),
                 "repeat": int(op.get("repeat", 1)),
@@ -808,10 +836,15 @@ def control(state: State, op: dict[str, Any]) -> None:
         if op["mode"] not in ("reject", "accept"):
             raise ValueError("mode must be reject or accept")
         state.duplicate_mode = op["mode"]
+        state.duplicate_answer = {k: op[k] for k in ("status", "code", "message") if k in op}
     elif kind == "set":
         for key in ("index_job_polls", "index_ready_polls"):
             if key in op:
                 setattr(state, key, int(op[key]))
+        if "missing_media" in op:
+            if op["missing_media"] not in ("error", "empty"):
+                raise ValueError("missing_media must be error or empty")
+            state.missing_media = op["missing_media"]
     elif kind == "job_status":
         matches = [m for m in state.media.values() if m["media_id"] == op["media_id"]]
         if not matches:

@@ -45,7 +45,8 @@ Control endpoints (JSON; paths starting ``/__`` can never be a bucket):
 * ``POST /__faults`` with ``{"kind": K, "count": N, "match": {...}, ...}`` -> ``{"id": n}``;
   ``GET`` lists the faults; ``DELETE`` removes them all and releases held requests.
   Kinds: ``"status"`` (answer ``status``/``code``, default 503 ServiceUnavailable, without
-  forwarding), ``"reset"`` (TCP RST, no answer), ``"stall"`` (hold the request unanswered until
+  forwarding; with ``retry_after``: a ``Retry-After`` header of that many seconds),
+  ``"reset"`` (TCP RST, no answer), ``"stall"`` (hold the request unanswered until
   the faults are cleared or ``seconds`` passed, then reset it; never forwarded), ``"raw"``
   (answer ``status`` with ``body`` repeated ``repeat`` times as ``content_type``: an HTML
   error page, malformed XML, a huge body; never forwarded), ``"delay"``
@@ -237,6 +238,8 @@ class _Fault:
         self.status = int(spec.get("status", 503))
         self.code = str(spec.get("code", "ServiceUnavailable"))
         self.seconds = float(spec.get("seconds", 0 if kind == "delay" else 3600))
+        # kind "status": a Retry-After header (seconds) on the answer, as throttling may send
+        self.retry_after = spec.get("retry_after")
         self.hits = 0
         self.released = threading.Event()
         # kind "raw": answer exactly this (body x repeat), nothing like OSS's XML
@@ -366,7 +369,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
         self.close_connection = True
 
-    def _oss_error(self, rid: str, err: _Reject, head: bool) -> None:
+    def _oss_error(
+        self, rid: str, err: _Reject, head: bool, extra: dict[str, str] | None = None
+    ) -> None:
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n'
             f"  <Code>{err.code}</Code>\n  <Message>{err.message}</Message>\n"
@@ -374,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
             + (f"  <EC>{err.ec}</EC>\n" if err.ec else "")
             + "</Error>\n"
         ).encode()
-        headers = {"Content-Type": "application/xml", "x-oss-request-id": rid}
+        headers = {"Content-Type": "application/xml", "x-oss-request-id": rid, **(extra or {})}
         if err.ec:
             headers["x-oss-ec"] = err.ec
         if head:  # no body on HEAD: OSS puts the error into a base64 header instead
@@ -472,7 +477,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault.kind == "status":
                 rec["status"], rec["code"] = fault.status, fault.code
-                self._oss_error(rid, _Reject(fault.status, fault.code, "injected fault"), head)
+                extra = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+                reject = _Reject(fault.status, fault.code, "injected fault")
+                self._oss_error(rid, reject, head, extra)
                 return
             if fault.kind == "delay":
                 time.sleep(fault.seconds)

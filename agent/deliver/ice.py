@@ -95,8 +95,11 @@ class IceError(Exception):
         status: int | None = None,
         action: str | None = None,
         retryable: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
+        #: seconds the service asked us to wait (``x-acs-retry-after``), None when it did not
+        self.retry_after = retry_after
         self.code = code
         self.request_id = request_id
         self.status = status
@@ -210,6 +213,7 @@ def classify_error(
     *,
     request_id: str | None = None,
     action: str | None = None,
+    retry_after: float | None = None,
 ) -> IceError:
     """The :class:`IceError` subclass for an error answer: by ``Code`` first, then by status.
 
@@ -222,6 +226,7 @@ def classify_error(
         "request_id": request_id,
         "status": status,
         "action": action,
+        "retry_after": retry_after,
     }
     if "AlreadyExist" in c or status == 409:
         return IceAlreadyExists(message, **kw)
@@ -371,6 +376,16 @@ def _count(value: Any, action: str) -> int:
         raise IceServerError(f"unexpected answer: Total = {value!r:.40}", action=action) from None
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """``x-acs-retry-after``: milliseconds to wait (what Alibaba Cloud's SDKs read it as);
+    None when absent, not a number or not positive."""
+    try:
+        ms = float(value) if value is not None else 0.0
+    except ValueError:
+        return None
+    return ms / 1000.0 if 0 < ms < float("inf") else None
+
+
 def _opt_float(value: Any) -> float | None:
     try:
         return None if value is None else float(value)
@@ -467,6 +482,8 @@ class IceClient:
                             action=action,
                         )
             kept = {"content-type": answer.headers.get("content-type", "")}
+            if "x-acs-retry-after" in answer.headers:
+                kept["x-acs-retry-after"] = answer.headers["x-acs-retry-after"]
             response = httpx.Response(answer.status_code, headers=kept, content=bytes(data))
         except httpx.TimeoutException as exc:
             raise IceTimeout(f"no answer in time ({type(exc).__name__})", action=action) from exc
@@ -493,6 +510,7 @@ class IceClient:
     @staticmethod
     def _parse(action: str, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
+        wait = retry_after_seconds(response.headers.get("x-acs-retry-after"))
         try:
             body = response.json()
         except ValueError:
@@ -501,9 +519,14 @@ class IceClient:
             snippet = response.text[:200].replace("\n", " ")
             if status < 400 or status >= 500:
                 raise IceServerError(
-                    f"unexpected non-JSON answer: {snippet!r}", status=status, action=action
+                    f"unexpected non-JSON answer: {snippet!r}",
+                    status=status,
+                    action=action,
+                    retry_after=wait,
                 )
-            raise classify_error(status, None, f"non-JSON error answer: {snippet!r}", action=action)
+            raise classify_error(
+                status, None, f"non-JSON error answer: {snippet!r}", action=action, retry_after=wait
+            )
         if 200 <= status < 300 and not _is_false(body.get("Success")):
             return body
         raise classify_error(
@@ -512,6 +535,7 @@ class IceClient:
             str(body.get("Message") or "request failed"),
             request_id=body.get("RequestId"),
             action=action,
+            retry_after=wait,
         )
 
     # -- operations ------------------------------------------------------------------------
@@ -661,6 +685,19 @@ class IceClient:
             if isinstance(item, dict)
         )
         return MediaIndexJobs(media_id=media_id, jobs=jobs, request_id=body.get("RequestId"))
+
+    def media_exists(self, search_lib: str, media_id: str) -> bool:
+        """Is ``media_id`` in the library? Asked with QueryMediaIndexJob, a documented read.
+
+        An insert starts one index job per index of the library, so a media that is there
+        has jobs: a non-empty ``IndexJobInfoList`` means yes. No jobs, or a not-found answer
+        (``*NotExist*``/``*NotFound``/404 — the reference lists no codes for this), means no.
+        Anything else (timeouts, 5xx, auth) raises :class:`IceError`: the question is open.
+        """
+        try:
+            return bool(self.query_media_index_job(search_lib, media_id).jobs)
+        except IceNotFound:
+            return False
 
     def delete_media(self, search_lib: str, media_id: str, namespace: str | None = None) -> None:
         """DeleteMediaFromSearchLib."""

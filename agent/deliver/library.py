@@ -11,28 +11,60 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from agent.config import CloudSettings
-from agent.deliver.ice import IceClient, IceNotFound
+from agent.deliver.ice import IceAuthError, IceClient, IceCredentialsError, IceError, SearchLib
 from agent.spool import Spool
 
 INDEX_TYPE = "mm"  # the multimodal (large visual model) index that natural-language search uses
 
 
+def _query(ice: IceClient, name: str) -> SearchLib | None:
+    """QuerySearchLib; None when the library is not there. A refusal that is not about the
+    library (credentials, throttling, an outage) is raised: it says nothing either way."""
+    try:
+        return ice.query_search_lib(name)
+    except (IceAuthError, IceCredentialsError):
+        raise
+    except IceError as exc:
+        if exc.retryable:
+            raise
+        return None  # NotExist, or a 400 in words of its own: the create call settles it
+
+
 def init_library(ice: IceClient, cloud: CloudSettings, level: str) -> list[str]:
-    """Create the search library and its index unless they exist. Returns what it did."""
+    """Create the search library and its index unless they exist. Returns what it did.
+
+    What exists is decided by QuerySearchLib, never by a create call's error code (the API
+    reference lists none): a create that fails is followed by another query, and only if
+    that does not show the library (or index) is the create's error raised.
+    """
     done: list[str] = []
     name = cloud.search_lib
-    try:
-        ice.query_search_lib(name)
+    lib = _query(ice, name)
+    if lib is not None:
         done.append(f"search library {name} exists")
-    except IceNotFound:
-        ice.create_search_lib(name)
-        done.append(f"search library {name} created")
-    lib = ice.query_search_lib(name)
+    else:
+        try:
+            ice.create_search_lib(name)
+        except IceError:
+            lib = _query(ice, name)
+            if lib is None:
+                raise
+            done.append(f"search library {name} exists")
+        else:
+            done.append(f"search library {name} created")
+        lib = lib or ice.query_search_lib(name)
     index = lib.index(INDEX_TYPE)
     if index is None:
-        ice.create_search_index(name, INDEX_TYPE, {"level": level})
-        done.append(f"index {INDEX_TYPE} created (level {level})")
-        index = ice.query_search_lib(name).index(INDEX_TYPE)
+        try:
+            ice.create_search_index(name, INDEX_TYPE, {"level": level})
+        except IceError:
+            index = ice.query_search_lib(name).index(INDEX_TYPE)
+            if index is None:
+                raise
+            done.append(f"index {INDEX_TYPE} exists")
+        else:
+            done.append(f"index {INDEX_TYPE} created (level {level})")
+            index = ice.query_search_lib(name).index(INDEX_TYPE)
     else:
         done.append(f"index {INDEX_TYPE} exists")
     readiness = index.readiness if index else None

@@ -117,8 +117,11 @@ class OssError(Exception):
         operation: str = "",
         key: str = "",
         ec: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.retryable = retryable
+        #: seconds OSS asked us to wait (``Retry-After`` on a throttled answer), or None
+        self.retry_after = retry_after
         self.code = code
         self.message = message
         self.request_id = request_id
@@ -181,9 +184,19 @@ def classify_error(exc: BaseException, *, operation: str = "", key: str = "") ->
             request_id=exc.request_id or "",
             status=status,
             ec=getattr(exc, "ec", "") or "",
+            retry_after=_retry_after(getattr(exc, "headers", None)),
             **ctx,
         )
     raise TypeError(f"not an OSS error: {type(exc).__name__}")
+
+
+def _retry_after(headers: object) -> float | None:
+    """``Retry-After`` in seconds (RFC 9110's delay-seconds form), or None."""
+    try:
+        value = float(headers.get("Retry-After"))  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if 0 < value < float("inf") else None
 
 
 def normalize_prefix(prefix: str) -> str:

@@ -5,16 +5,25 @@ in SQLite (`Spool.advance` only moves a row that is still where the step expects
 crash anywhere resumes at the step it was in:
 - uploading: objects already on OSS with the same size and CRC-64 are not sent again, and a
   multipart upload resumes from its checkpoint under `data_dir/oss-checkpoints`;
-- registering: the MediaId is derived from device, camera and clip, so a repeated insert gets
-  "already exists", which counts as done — a clip can never become two media;
+- registering: the MediaId is derived from device, camera and clip, so a clip can never become
+  two media. An insert whose answer is not a success (an error we do not know to be refused
+  before it ran, a timeout, a reset, a 5xx: the insert may have taken effect) is settled by
+  asking the library whether the MediaId is there (QueryMediaIndexJob, a documented read):
+  there → registered; not there → retried or failed with the service's own message. No
+  error code is trusted to mean "already exists" (the API reference lists none for it);
 - indexing: the index job is polled slowly until it succeeds or fails.
 
 Retries: a retryable failure (network, 5xx, throttling, timeouts) defers the clip with its own
 exponential backoff and puts the whole uploader in an *offline* state: no clip is tried until
 the global backoff (capped at `max_backoff`, with jitter) has passed, then exactly one clip
-probes. Rejected credentials pause everything the same way without failing clips (an operator
-fixes credentials; the backlog must survive that). Other errors fail the clip with the
-service's message. One log line per state change, never one per retry.
+probes. A wait the service asks for (``x-acs-retry-after``, OSS's ``Retry-After``) is honoured.
+Rejected credentials, and errors that concern the whole bucket or library (``NoSuchBucket``,
+a search library or index that does not exist, checked with QuerySearchLib) *pause* delivery
+the same way, at `max_backoff`, with the reason in `status`, without failing clips (an
+operator fixes the cause; the backlog must survive that). Other errors fail the clip with the
+service's message. Whatever a step ends in (even a local file missing or a bug), the probe
+is over when the step is, so delivery can never stop while the cloud is up. One log line
+per state change, never one per retry.
 
 Order: registrations first (cheap, and they make clips searchable), then index checks, then
 uploads oldest first — except that every NEWEST_EVERY-th upload takes the newest clip, so a
@@ -43,11 +52,11 @@ from typing import Any
 from agent.config import CloudSettings, Config, UploadSettings
 from agent.deliver.credentials import CredentialsError, CredentialSource
 from agent.deliver.ice import (
-    IceAlreadyExists,
     IceAuthError,
     IceClient,
     IceCredentialsError,
     IceError,
+    IceNotFound,
     IceThrottled,
 )
 from agent.deliver.oss import OssError, OssUploader, object_key
@@ -68,6 +77,15 @@ NEWEST_EVERY = 4  # one upload pick in this many takes the newest clip instead o
 IDLE_POLL = 1.0  # s between looks at the spool when there is nothing to do
 INDEX_CHECKS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # s between index-job polls
 GUARD_EVERY = 2.0  # s between disk checks
+#: OSS codes that concern the whole bucket, not one object: pause, do not fail clips one by one.
+OSS_BUCKET_CODES = {"NoSuchBucket", "InvalidBucketName", "UserDisable"}
+OSS_THROTTLING_CODES = {"SlowDown", "TooManyRequests", "QpsLimitExceeded"}
+INDEX_TYPE = "mm"  # the library's index an IPC search needs (agent/deliver/library.py)
+#: `offline_reason`s that are an outage (the cloud does not answer as it should); any other
+#: reason is a pause an operator must act on. agent/service/status.py shows them apart.
+OUTAGE = "cloud unreachable"
+THROTTLED = "cloud is throttling"
+MAX_SERVER_WAIT = 600.0  # s: the longest retry-after we honour (a garbled one must not stall us)
 OSS_AUTH_CODES = {
     "AccessDenied",
     "InvalidAccessKeyId",
@@ -123,6 +141,29 @@ def backoff(attempts: int, cap: float, rng: random.Random) -> float:
     return min(cap, 2.0 ** max(attempts, 0)) * rng.uniform(0.5, 1.0)
 
 
+def server_wait(exc: BaseException) -> float:
+    """The wait the service asked for with its answer (s; 0 when none), at most MAX_SERVER_WAIT."""
+    wait = getattr(exc, "retry_after", None)
+    return min(float(wait), MAX_SERVER_WAIT) if wait and wait > 0 else 0.0
+
+
+class Paused(Exception):
+    """A cause that concerns the whole bucket or library: delivery pauses with `reason`
+    (shown in status), no clip fails for it, and it is tried again at `max_backoff`."""
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        self.reason = reason
+        self.cause = cause
+        super().__init__(f"{reason}: {cause}" if cause is not None else reason)
+
+
+def bucket_wide(exc: OssError, bucket: str) -> Paused | None:
+    """The pause an OSS error calls for when it concerns the bucket, else None."""
+    if exc.code in OSS_BUCKET_CODES:
+        return Paused(f"bucket {bucket}: {exc.code}", exc)
+    return None
+
+
 @dataclass
 class Health:
     """The uploader's view of the cloud, shared by its workers."""
@@ -130,7 +171,7 @@ class Health:
     online: bool = True
     retry_at: float = 0.0
     failures: int = 0
-    probing: bool = False
+    probe: int | None = None  # while offline: the row id of the one clip being tried
     reason: str = ""
 
 
@@ -191,7 +232,14 @@ class Uploader:
         oss, ice = self.make_oss(), self.make_ice()
         try:
             while not stop.is_set():
-                if not self.step(spool, oss, ice):
+                try:
+                    busy = self.step(spool, oss, ice)
+                except Exception as exc:  # noqa: BLE001 - a worker must outlive any one failure
+                    # e.g. the spool locked or its disk gone for a moment: the step's row (if
+                    # any) is released by step() itself; wait and carry on.
+                    log.error("delivery step failed: %s: %s", type(exc).__name__, exc)
+                    busy = False
+                if not busy:
                     stop.wait(IDLE_POLL)
         finally:
             ice.close()
@@ -224,7 +272,7 @@ class Uploader:
             else:
                 self._check_index(spool, ice, row)
             self._succeeded()
-        except (OssError, IceError, CredentialsError) as exc:
+        except (OssError, IceError, CredentialsError, Paused) as exc:
             self._failed(spool, row, exc)
         except FileNotFoundError as exc:
             if exc.filename and Path(f"{exc.filename}{TMP_SUFFIX}").exists():
@@ -238,9 +286,20 @@ class Uploader:
             log.error(
                 "clip %s: local file missing (%s); marked failed", row["clip_id"], exc.filename
             )
+        except Exception as exc:  # noqa: BLE001 - a bug or a local fault: the clip waits
+            # Not the cloud's answer: the clip is tried again later, nothing else changes.
+            message = f"{type(exc).__name__}: {exc}"
+            spool.defer(
+                row["id"],
+                message,
+                self.clock() + backoff(row["attempts"], self.upload.max_backoff, self.rng),
+            )
+            log.error("clip %s: delivery step failed: %s; will retry", row["clip_id"], message)
         finally:
             with self.lock:
                 self.inflight.discard(row["id"])
+                if self.health.probe == row["id"]:
+                    self.health.probe = None  # whatever it ended in, the probe is over
         return True
 
     def _claim(self, spool: Spool) -> tuple[str, dict[str, Any]] | None:
@@ -250,7 +309,7 @@ class Uploader:
         latest = now + 2 * max(self.upload.max_backoff, *self.index_checks, 5.0)
         with self.lock:
             h = self.health
-            if not h.online and ((now < h.retry_at <= latest) or h.probing):
+            if not h.online and ((now < h.retry_at <= latest) or h.probe is not None):
                 return None  # offline: wait out the backoff, then one probe at a time
             stage, row = "upload", None
             for name, states in (("register", TO_REGISTER), ("index", TO_INDEX)):
@@ -267,7 +326,7 @@ class Uploader:
                 return None
             self.inflight.add(row["id"])
             if not h.online:
-                h.probing = True
+                h.probe = row["id"]
             return stage, row
 
     # -- the steps -----------------------------------------------------------------------------
@@ -306,9 +365,12 @@ class Uploader:
         put = oss.upload_file if first_try else oss.ensure_uploaded
         clip_key, kf_keys = keys_for(row, self.cloud, self.device_id)
         keyframes = [spool.absolute(k["path"]) for k in json.loads(row["keyframes"])]
-        for path, key in zip(keyframes, kf_keys):
-            put(key, path)
-        put(clip_key, spool.absolute(row["clip_path"]))
+        try:
+            for path, key in zip(keyframes, kf_keys):
+                put(key, path)
+            put(clip_key, spool.absolute(row["clip_path"]))
+        except OssError as exc:
+            raise bucket_wide(exc, self.cloud.bucket) or exc from None
         spool.advance(
             row["id"],
             ("uploading",),
@@ -331,11 +393,20 @@ class Uploader:
                 images,
                 msg_body(row, self.device_id),
             )
-        except IceAlreadyExists:
+        except (IceThrottled, IceAuthError, IceCredentialsError):
+            raise  # refused before the insert ran (flow control, signature, credentials)
+        except IceError as exc:
+            # Whatever the answer says (a duplicate in any words, a timeout, a reset, a 5xx),
+            # the insert may have taken effect: the library says whether it did.
+            if not self._media_there(ice, mid, exc):
+                if not exc.retryable:
+                    self._check_library(ice, exc)
+                raise
             log.info(
-                "clip %s: media %s was already registered (retry after a crash)",
+                "clip %s: media %s is in the library (the insert answered %s); registered",
                 row["clip_id"],
                 mid,
+                exc.code or type(exc).__name__,
             )
         now = self.clock()
         spool.advance(
@@ -347,8 +418,46 @@ class Uploader:
             next_attempt_at=now + self.index_checks[0],
         )
 
+    def _media_there(self, ice: IceClient, mid: str, exc: IceError) -> bool:
+        """Whether the library has `mid`, after an insert answered `exc`. A failed read leaves
+        it open: a retryable error carrying both answers."""
+        try:
+            return ice.media_exists(self.cloud.search_lib, mid)
+        except IceError as check:
+            raise IceError(
+                f"{exc}; whether it took effect is not known yet ({check})",
+                code=exc.code,
+                request_id=exc.request_id,
+                status=exc.status,
+                retryable=True,
+                retry_after=max(server_wait(exc), server_wait(check)) or None,
+            ) from None
+
+    def _check_library(self, ice: IceClient, exc: IceError) -> None:
+        """Raise Paused when `exc` came from a library (or its index) that does not exist:
+        asked with QuerySearchLib, not guessed from the error code."""
+        name = self.cloud.search_lib
+        try:
+            lib = ice.query_search_lib(name)
+        except IceNotFound:
+            raise Paused(
+                f"search library {name} does not exist (ipc-agent cloud init creates it)", exc
+            ) from None
+        except IceError:
+            return  # cannot tell: the clip's own error stands
+        if lib.index(INDEX_TYPE) is None:
+            raise Paused(
+                f"search library {name} has no {INDEX_TYPE} index (ipc-agent cloud init adds it)",
+                exc,
+            )
+
     def _check_index(self, spool: Spool, ice: IceClient, row: dict[str, Any]) -> None:
-        jobs = ice.query_media_index_job(self.cloud.search_lib, row["media_id"])
+        try:
+            jobs = ice.query_media_index_job(self.cloud.search_lib, row["media_id"])
+        except IceError as exc:
+            if not exc.retryable:
+                self._check_library(ice, exc)
+            raise
         now = self.clock()
         if jobs.succeeded:
             spool.advance(row["id"], TO_INDEX, "indexed", index_status="Success", indexed_at=now)
@@ -383,34 +492,43 @@ class Uploader:
         auth = isinstance(exc, (IceAuthError, IceCredentialsError, CredentialsError)) or (
             isinstance(exc, OssError) and (exc.code in OSS_AUTH_CODES or exc.status == 403)
         )
-        retryable = auth or getattr(exc, "retryable", False)
+        paused = isinstance(exc, Paused) or auth
+        retryable = paused or getattr(exc, "retryable", False)
         now = self.clock()
         self.last_error = (now, str(exc))
         if not retryable:
             spool.advance(row["id"], _now_in(row), "failed", reason=str(exc))
             log.error("clip %s failed (not retryable): %s", row["clip_id"], exc)
+            self._succeeded()  # the service answered, about this clip only: it is up
             return
-        spool.defer(
-            row["id"], str(exc), now + backoff(row["attempts"], self.upload.max_backoff, self.rng)
-        )
+        cap = self.upload.max_backoff
+        wait = server_wait(exc)
+        clip_wait = cap if paused else backoff(row["attempts"], cap, self.rng)
+        spool.defer(row["id"], str(exc), now + max(clip_wait, wait))
         with self.lock:
             h = self.health
             h.failures += 1
-            h.probing = False
-            cap = self.upload.max_backoff
-            h.retry_at = now + (cap if auth else backoff(h.failures - 1, cap, self.rng))
-            if auth:
+            h.retry_at = now + max(cap if paused else backoff(h.failures - 1, cap, self.rng), wait)
+            if isinstance(exc, Paused):
+                reason = exc.reason
+            elif auth:
                 reason = "credentials rejected"
-            elif isinstance(exc, IceThrottled) or getattr(exc, "code", "") == "SlowDown":
-                reason = "cloud is throttling"
+            elif (
+                isinstance(exc, IceThrottled)
+                or getattr(exc, "code", "") in OSS_THROTTLING_CODES
+                or getattr(exc, "status", None) == 429
+            ):
+                reason = THROTTLED
             else:
-                reason = "cloud unreachable"
+                reason = OUTAGE
             if h.online or reason != h.reason:
+                what = "delivery paused" if paused else "clips stay pending"
                 log.error(
-                    "%s: %s; clips stay pending, retrying with backoff (max %.0f s)",
+                    "%s: %s; %s, retrying %s",
                     reason,
-                    exc,
-                    cap,
+                    exc.cause if isinstance(exc, Paused) and exc.cause else exc,
+                    what,
+                    f"every {cap:.0f} s" if paused else f"with backoff (max {cap:.0f} s)",
                 )
             h.online, h.reason = False, reason
 

@@ -30,6 +30,7 @@ import os
 import shutil
 import socket
 import socketserver
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,10 @@ from agent.spool import NOT_IN_CLOUD, Spool
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "status.sock"
+WIDTH = 80  # the table's columns; longer lines wrap (indented), nothing is ever cut
+#: offline_reasons that are an outage (agent/deliver/uploader.py OUTAGE, THROTTLED); any other
+#: reason (credentials rejected, a bucket or library that does not exist) is a pause.
+OUTAGE_REASONS = ("cloud unreachable", "cloud is throttling")
 
 
 def iso(epoch: float | None) -> str | None:
@@ -209,8 +214,27 @@ def _size(n: float | None) -> str:
     return f"{n:.1f}TB"
 
 
+def wrap(line: str, width: int = WIDTH) -> list[str]:
+    """`line` in lines of at most `width` columns, continuations indented under its text.
+
+    Breaks at spaces where it can, inside a word (a URL, a path) where it must; no character
+    is lost, so an error's cause at its end ("... (401)") is always shown.
+    """
+    if len(line) <= width:
+        return [line]
+    indent = " " * min(len(line) - len(line.lstrip(" ")) + 2, width // 2)
+    return textwrap.wrap(
+        line,
+        width,
+        subsequent_indent=indent,
+        break_long_words=True,
+        break_on_hyphens=False,
+        drop_whitespace=True,
+    ) or [line]
+
+
 def render(model: dict[str, Any]) -> str:
-    """The model as a table for people; every line fits 80 columns."""
+    """The model as a table for people; every line fits 80 columns, long ones wrap."""
     d = model["daemon"]
     lines = []
     if d["running"]:
@@ -234,7 +258,7 @@ def render(model: dict[str, Any]) -> str:
         )
         for key in ("last_restart_reason", "last_error"):
             if c.get(key):
-                lines.append(f"  {key.replace('_', ' ')}: {c[key]}"[:80])
+                lines.append(f"  {key.replace('_', ' ')}: {c[key]}")
         sub = c.get("substream")
         if sub:
             size = (
@@ -245,12 +269,12 @@ def render(model: dict[str, Any]) -> str:
             on = "the sub-stream" if c.get("detect_on") == "sub" else "the main stream"
             lines.append(f"  sub-stream: {sub['state']}{size}; detection on {on}")
             if sub.get("last_error") and sub["state"] != "streaming":
-                lines.append(f"  sub-stream error: {sub['last_error']}"[:80])
+                lines.append(f"  sub-stream error: {sub['last_error']}")
     q = model.get("queue")
     if q:
         counts = ", ".join(f"{n} {s}" for s, n in q["counts"].items() if n) or "empty"
         lines.append("")
-        lines.append(f"spool: {counts}"[:80])
+        lines.append(f"spool: {counts}")
         lines.append(
             f"  pending {_size(q['bytes_pending'])}, oldest "
             f"{_age(q['oldest_pending_age_s'])}, registered today "
@@ -258,18 +282,22 @@ def render(model: dict[str, Any]) -> str:
         )
         if q.get("last_error"):
             e = q["last_error"]
-            lines.append(f"  last error {e['at']}: {e['message']}"[:80])
+            lines.append(f"  last error {e['at']}: {e['message']}")
     else:  # no spool.db yet: nothing recorded here so far
         lines += ["", f"spool: none yet (no clip recorded in {model['disk']['data_dir']})"]
     u = model.get("uploader")
     if u:
-        reach = {True: "reachable", False: "UNREACHABLE", None: "unknown"}[u.get("cloud_reachable")]
-        why = f" ({u['offline_reason']})" if u.get("offline_reason") else ""
+        reachable = u.get("cloud_reachable")
+        reason = u.get("offline_reason")
+        reach = {True: "reachable", False: "UNREACHABLE", None: "unknown"}[reachable]
+        if reachable is False and reason and reason not in OUTAGE_REASONS:
+            reach = "DELIVERY PAUSED"  # an operator must act: credentials, bucket, library
+        why = f" ({reason})" if reason else ""
         lines.append(
-            f"cloud: {reach}{why}; uploader pid {u.get('pid')}, restarts {u.get('restarts', 0)}"[
-                :80
-            ]
+            f"cloud: {reach}{why}; uploader pid {u.get('pid')}, restarts {u.get('restarts', 0)}"
         )
+        if reachable is False and u.get("last_error"):
+            lines.append(f"  last error: {u['last_error']}")
     disk = model["disk"]
     lines.append(
         f"disk: {_size(disk['used_bytes'])} used, {_size(disk['free_bytes'])} free, "
@@ -286,7 +314,7 @@ def render(model: dict[str, Any]) -> str:
         version = f"@{rejection['version']}" if rejection.get("version") is not None else ""
         lines.append(f"  REFUSED {rejection['target']}{version} at {rejection['at']}:")
         lines.append(f"    {rejection['reason']}")
-    return "\n".join(line[:80] for line in lines)
+    return "\n".join(part for line in lines for part in wrap(line))
 
 
 # -- Prometheus --------------------------------------------------------------------------------
