@@ -178,8 +178,9 @@ class CloudSettings:
     oss_endpoint: str = _text(r"https?://\S+", "an http(s):// URL (default from region)")
     ice_endpoint: str = _text(r"https?://\S+", "an http(s):// URL (default from region)")
     search_lib: str = _text(
-        r"IPCamera_[A-Za-z0-9_-]{1,56}",
-        'a search library name starting with "IPCamera_", e.g. "IPCamera_store1"',
+        # What ICE accepts for an IPC library: the prefix, then letters and digits only.
+        r"IPCamera_[A-Za-z0-9]{1,56}",
+        '"IPCamera_" followed by 1-56 letters and digits (no "-" or "_"), e.g. "IPCamera_store1"',
     )
     namespace: str = _text(r"[A-Za-z0-9_.-]{1,64}", "1-64 of A-Z a-z 0-9 _ . -")
 

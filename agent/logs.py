@@ -1,9 +1,17 @@
-"""Logging for a journald-friendly daemon: one line per event, level first, never a secret."""
+"""Logging for a journald-friendly daemon: one line per event, level first, never a secret.
+
+Under journald (systemd sets ``JOURNAL_STREAM`` to the device and inode of the stream it
+gave us) a line is ``LEVEL module: message`` and the journal adds its own timestamp. Anywhere
+else (a terminal, a container, a file) every line starts with an ISO-8601 UTC timestamp to
+the millisecond, ``2026-12-06T22:41:00.123Z``, so timing questions can be answered.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 
 from agent.config import redact
 
@@ -15,14 +23,43 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record)).replace("\n", " | ")
 
 
+class UtcFormatter(RedactingFormatter):
+    """RedactingFormatter with ``%(asctime)s`` as ISO-8601 UTC to the millisecond."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+def under_journald(stream, environ=os.environ) -> bool:
+    """Is `stream` the journal's? ``JOURNAL_STREAM`` names (``device:inode``) the stream
+    systemd connected; a child whose stderr was redirected elsewhere inherits the variable,
+    so the stream itself must match it."""
+    value = environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = value.partition(":")
+    try:
+        st = os.fstat(stream.fileno())
+        return bool(value) and (st.st_dev, st.st_ino) == (int(dev), int(ino))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def formatter(stream, environ=os.environ) -> logging.Formatter:
+    """The line format for `stream`: journald's own timestamps, or ours."""
+    if under_journald(stream, environ):
+        return RedactingFormatter("%(levelname)s %(name)s: %(message)s")
+    return UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _without_traceback(record: logging.LogRecord) -> bool:
     record.exc_info = record.exc_text = record.stack_info = None
     return True
 
 
 def setup(level: str = "info", *, stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter(stream))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,0 +1,167 @@
+"""What an operator reads: the search library's name checked at load, status that never cuts an
+error, log lines with a timestamp outside journald."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load
+from agent.service.status import render, wrap
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- the search library's name -----------------------------------------------------------------
+
+
+def _cloud_config(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f'[agent]\ndata_dir = "{tmp_path}"\n'
+        f'[cloud]\nregion = "cn-shanghai"\nbucket = "my-bucket"\nsearch_lib = "{name}"\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "name", ["IPCamera_store-1", "IPCamera_store_1", "IPCamera_", "ipcamera_store1", "store1"]
+)
+def test_a_search_library_name_the_service_refuses_is_refused_at_load(tmp_path, name):
+    with pytest.raises(ConfigError) as err:
+        load(_cloud_config(tmp_path, name))
+    message = str(err.value)
+    assert "[cloud] search_lib" in message and repr(name) in message, message
+    assert '"IPCamera_" followed by 1-56 letters and digits' in message
+
+
+@pytest.mark.parametrize("name", ["IPCamera_store1", "IPCamera_Shop42East", "IPCamera_" + "a" * 56])
+def test_letters_and_digits_after_the_prefix_load(tmp_path, name):
+    assert load(_cloud_config(tmp_path, name)).cloud.search_lib == name
+
+
+def test_config_check_names_the_key_without_a_traceback(tmp_path):
+    path = _cloud_config(tmp_path, "IPCamera_front-door")
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out
+    text = out.stdout + out.stderr
+    assert "search_lib = 'IPCamera_front-door'" in text and "Traceback" not in text
+
+
+# -- status: the whole error, wrapped --------------------------------------------------------
+
+
+def _model(camera_error: str, uploader_error: str | None = None) -> dict:
+    return {
+        "daemon": {"running": True, "pid": 7, "uptime_s": 8, "version": "0.1.0"},
+        "config": {"source": "/etc/ipc-agent/agent.toml", "version": "local"},
+        "cameras": [
+            {
+                "name": "front-door",
+                "state": "auth-failed",
+                "restarts": 0,
+                "clips_today": 0,
+                "last_error": camera_error,
+            }
+        ],
+        "uploader": {
+            "pid": 9,
+            "restarts": 0,
+            "cloud_reachable": False,
+            "offline_reason": "credentials rejected",
+            "last_error": uploader_error,
+        },
+        "queue": None,
+        "disk": {"data_dir": "/var/lib/ipc-agent", "used_bytes": 0, "free_bytes": 10**9},
+        "fleet": {},
+    }
+
+
+def _joined(table: str) -> str:
+    """The table with wrapped lines joined again (continuations are indented)."""
+    return re.sub(r"\n +", " ", table)
+
+
+def test_status_shows_the_whole_last_error_wrapped_never_cut():
+    error = (
+        "rtsp://admin:***@192.168.100.200:554/cam/realmonitor?channel=1&subtype=0: "
+        "the camera rejected the credentials (401)"
+    )
+    uploader = (
+        "InsertMediaToSearchLib: InvalidAccessKeyId.NotFound: Specified access key is not "
+        "found. [RequestId 5B7E4E1C-0A8D-4C52-9D1A-2F5C8E0B7A31] (HTTP 404)"
+    )
+    table = render(_model(error, uploader))
+    assert all(len(line) <= 80 for line in table.splitlines()), table
+    joined = _joined(table)
+    assert f"last error: {error}" in joined and f"last error: {uploader}" in joined
+    assert "(401)" in table and "(HTTP 404)" in table
+    assert "cloud: DELIVERY PAUSED (credentials rejected)" in table
+    # Every character is there: nothing was cut.
+    assert sum(len(line.strip()) for line in table.splitlines()) >= len(error) + len(uploader)
+
+
+def test_wrap_breaks_inside_a_word_only_when_it_must_and_keeps_every_character():
+    url = "rtsp://cam/" + "a" * 150
+    line = f"  last error: {url} (401)"
+    lines = wrap(line)
+    assert len(lines) == 3 and all(len(part) <= 80 for part in lines), lines
+    assert "".join(lines).replace(" ", "") == line.replace(" ", "")
+    assert lines[0].startswith("  last error: rtsp://cam/aaa") and lines[-1].endswith("(401)")
+    short = "  last error: refused"
+    assert wrap(short) == [short]
+
+
+# -- log lines: timestamps outside journald ---------------------------------------------------
+
+LOG_ONE_LINE = (
+    "import logging; from agent import logs; logs.setup('info'); "
+    "logging.getLogger('agent.test').warning('camera %s lost', 'yard')"
+)
+
+
+def _log_line(tmp_path: Path, journal: bool) -> str:
+    out = tmp_path / "stderr.log"
+    with open(out, "wb") as f:
+        env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+        if journal:  # what systemd sets: the device and inode of the stream it connected
+            st = os.fstat(f.fileno())
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        subprocess.run(
+            [sys.executable, "-c", LOG_ONE_LINE], stderr=f, env=env, cwd=ROOT, check=True
+        )
+    return out.read_text().strip()
+
+
+def test_log_lines_carry_an_iso_utc_timestamp_outside_journald(tmp_path):
+    line = _log_line(tmp_path, journal=False)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z WARNING agent\.test: camera yard lost", line
+    ), line
+
+
+def test_under_journald_the_journal_keeps_its_own_timestamp(tmp_path):
+    assert _log_line(tmp_path, journal=True) == "WARNING agent.test: camera yard lost"
+
+
+def test_an_inherited_journal_stream_for_another_file_still_gets_timestamps(tmp_path):
+    other = tmp_path / "other"
+    other.write_text("")
+    st = os.stat(other)
+    out = tmp_path / "stderr.log"
+    with open(out, "wb") as f:
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        subprocess.run(
+            [sys.executable, "-c", LOG_ONE_LINE], stderr=f, env=env, cwd=ROOT, check=True
+        )
+    assert re.match(r"\d{4}-\d\d-\d\dT", out.read_text()), out.read_text()
