@@ -96,6 +96,7 @@ class CameraConfig:
     realtime: bool = field(default=True, metadata={"doc": "file sources: pace at native rate"})
     loop: bool = field(default=False, metadata={"doc": "file sources: start over at the end"})
     timeout: float = _num(10.0, 1.0, 300.0, "s without a packet before the stream is lost")
+    reconnect_max: float = _num(5.0, 1.0, 300.0, "s: the longest wait between reconnect tries")
     mask: tuple[tuple[tuple[float, float], ...], ...] = ()
     motion: MotionSettings = field(default_factory=MotionSettings)
     clip: ClipSettings = field(default_factory=ClipSettings)

@@ -6,21 +6,29 @@ pts, missing dts, backward jumps and resets (a camera reboot, a file looping), l
 gaps (lost packets). Each of these is glued so that media time keeps increasing, and the packet
 after the jump carries `discontinuity=True` so the pipeline can close the clip cleanly.
 
-Live sources reconnect forever with capped exponential backoff and full jitter; wrong
-credentials are retried slowly. File sources replay through the same code, paced at native
-rate when `realtime` is set.
+Live sources reconnect forever: quick first retries (0.5 s, 1 s, 2 s ...) capped at the
+camera's `reconnect_max` (default 5 s: a camera that comes back streams again within seconds,
+and polling a LAN camera that often costs nothing), with jitter; wrong credentials are retried
+slowly (30 s doubling to 5 min) so a camera does not lock the account out. A live stream with
+no packet for `timeout` s is `stalled` at once: a packet FFmpeg hands over after that silence
+(its RTSP demuxer flushes what it held when its own timeout fires) is not yielded as a frame.
+Every error names its cause: timeout, refused, DNS, 401/403/404, unsupported codec, corrupt
+data. File sources replay through the same code, paced at native rate when `realtime` is set.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 
@@ -28,8 +36,7 @@ from agent.config import CameraConfig, redact
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START = 1.0
-BACKOFF_CAP = 30.0
+BACKOFF_START = 0.5
 AUTH_BACKOFF_START = 30.0
 AUTH_BACKOFF_CAP = 300.0
 HEALTHY_AFTER = 10.0  # s of streaming after which the backoff starts over
@@ -88,7 +95,8 @@ def file_path(url: str) -> Path:
 
 
 def open_input(url: str, *, transport: str = "tcp", timeout: float = 10.0):
-    """Open a stream or file; raise SourceError subclasses with redacted messages."""
+    """Open a stream or file; raise SourceError subclasses with redacted messages that name
+    the cause (see :func:`open_error`)."""
     is_file = "://" not in url or url.startswith("file://")
     target = str(file_path(url)) if is_file else url
     options = {}
@@ -98,15 +106,14 @@ def open_input(url: str, *, transport: str = "tcp", timeout: float = 10.0):
             "allowed_media_types": "video",
             "timeout": str(int(timeout * 1_000_000)),
         }
+    started = time.monotonic()
     try:
         if is_file:
             container = av.open(target, options=options)
         else:
             container = av.open(target, options=options, timeout=(timeout, timeout))
-    except av.error.HTTPUnauthorizedError:
-        raise AuthError(f"{redact(url)}: the camera rejected the credentials (401)") from None
     except (av.FFmpegError, OSError) as exc:
-        raise SourceError(f"{redact(url)}: cannot open: {_reason(exc)}") from None
+        raise open_error(url, exc, time.monotonic() - started, timeout, is_file) from None
     if not container.streams.video:
         container.close()
         raise UnsupportedStream(f"{redact(url)}: no video stream")
@@ -124,6 +131,69 @@ def open_input(url: str, *, transport: str = "tcp", timeout: float = 10.0):
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return redact(str(text))
+
+
+def _resolves(url: str) -> bool:
+    """Does the URL's host name resolve? (Asked only after an open failed with EIO, which is
+    what FFmpeg reports a failed name lookup as.)"""
+    try:
+        host = urlsplit(url).hostname
+        if not host:
+            return True
+        socket.getaddrinfo(host, None)
+    except (OSError, ValueError, UnicodeError):
+        return False
+    return True
+
+
+def open_error(
+    url: str, exc: BaseException, elapsed: float, timeout: float, is_file: bool
+) -> SourceError:
+    """The SourceError for a failed open, naming the real cause.
+
+    FFmpeg's own words mislead: a camera that accepts the connection and then says nothing
+    (frozen, or a wrong port) ends in "Invalid data found when processing input" once the
+    timeout fires, and a name that does not resolve is a bare "Input/output error".
+    """
+    where = redact(url)
+    if isinstance(exc, av.error.HTTPUnauthorizedError):
+        return AuthError(f"{where}: the camera rejected the credentials (401)")
+    if isinstance(exc, av.error.HTTPForbiddenError):
+        return AuthError(f"{where}: the camera refused access to this stream (403)")
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, av.error.HTTPNotFoundError):
+        why = "the camera has no such stream (404); check the path"
+    elif is_file:
+        invalid = isinstance(exc, av.error.InvalidDataError)
+        why = "corrupt or not a video file" if invalid else _reason(exc)
+    elif (
+        isinstance(exc, av.error.ExitError) or elapsed >= timeout - 0.25 or code == errno.ETIMEDOUT
+    ):
+        why = f"no answer within {timeout:g} s (timed out)"
+    elif code == errno.ECONNREFUSED:
+        why = "connection refused (nothing listens on that port)"
+    elif code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        why = "host unreachable (no route)"
+    elif code == errno.EIO and not _resolves(url):
+        why = f"cannot resolve the host name {urlsplit(url).hostname!r} (DNS)"
+    elif isinstance(exc, av.error.InvalidDataError):
+        why = f"corrupt data, not a stream FFmpeg can read ({_reason(exc)})"
+    else:
+        why = _reason(exc)
+    return SourceError(f"{where}: cannot open: {why}")
+
+
+def retry_delay(backoff: float) -> float:
+    """The wait before the next attempt: `backoff` less up to a quarter, so cameras that fail
+    together do not retry in step, and the cap is the longest wait there is."""
+    return random.uniform(0.75 * backoff, backoff)
+
+
+def stalled(waited: float, timeout: float, first: bool) -> bool:
+    """Did the demuxer wait `timeout` s or more for this packet? Only the wait inside FFmpeg
+    counts: the time we spent on the previous packet (a slow disk, say) is not the camera's.
+    A connection's first packet waits for FFmpeg's probing, which its open timeout covers."""
+    return not first and waited >= timeout
 
 
 class Timeline:
@@ -231,6 +301,7 @@ class Source:
     def connections(self) -> Iterator[Connection]:
         """Yield live connections until stopped (files: until the end, unless looping)."""
         backoff = BACKOFF_START
+        cap = max(self.cam.reconnect_max, BACKOFF_START)
         while not self.stop.is_set():
             try:
                 container, stream = open_input(
@@ -249,11 +320,10 @@ class Source:
                 self.last_error = str(exc)
                 if slow:
                     backoff = max(backoff, AUTH_BACKOFF_START)
-                cap = AUTH_BACKOFF_CAP if slow else BACKOFF_CAP
-                delay = random.uniform(backoff / 2, backoff)
+                delay = retry_delay(backoff)
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 self.stop.wait(delay)
-                backoff = min(backoff * 2, cap)
+                backoff = min(backoff * 2, AUTH_BACKOFF_CAP if slow else cap)
                 continue
             self.state = "streaming"
             started = time.monotonic()
@@ -270,17 +340,24 @@ class Source:
             if time.monotonic() - started >= HEALTHY_AFTER:
                 backoff = BACKOFF_START
             if not self.is_file:
-                self.state = "reconnecting"
-                delay = random.uniform(backoff / 2, backoff)
+                # "stalled" stays until the next attempt says more (streaming, or its error).
+                if self.state != "stalled":
+                    self.state = "reconnecting"
+                delay = retry_delay(backoff)
                 log.warning(
-                    "%s: stream lost (%s); reconnecting in %.1f s",
+                    "%s: stream %s (%s); reconnecting in %.1f s",
                     redact(self.cam.url),
+                    "stalled" if self.state == "stalled" else "lost",
                     self.last_error or "end of stream",
                     delay,
                 )
                 self.stop.wait(delay)
-                backoff = min(backoff * 2, BACKOFF_CAP)
+                backoff = min(backoff * 2, cap)
         self.state = "stopped"
+
+    def _stalled(self) -> None:
+        self.last_error = f"no packet for {self.cam.timeout:g} s"
+        self.state = "stalled"
 
     def _packets(self, container, stream) -> Iterator[MediaPacket]:
         tb = float(stream.time_base)
@@ -291,13 +368,13 @@ class Source:
         demux = container.demux(stream)
         seq = 0
         while not self.stop.is_set():
+            asked = time.monotonic()
             try:
                 pkt = next(demux)
             except StopIteration:
                 return
             except av.error.ExitError:
-                self.last_error = f"no packet for {self.cam.timeout:g} s"
-                self.state = "stalled"
+                self._stalled()
                 return
             except av.FFmpegError as exc:
                 if isinstance(exc, av.error.InvalidDataError) and self.is_file:
@@ -306,7 +383,14 @@ class Source:
                     self.state = "failed"
                     self.last_error = f"{redact(self.cam.url)}: corrupt data: {_reason(exc)}"
                     raise SourceError(self.last_error) from None
-                self.last_error = _reason(exc)
+                kind = "corrupt data" if isinstance(exc, av.error.InvalidDataError) else "read"
+                self.last_error = f"{kind}: {_reason(exc)}"
+                return
+            waited = time.monotonic() - asked
+            if not self.is_file and stalled(waited, self.cam.timeout, seq == 0):
+                # What FFmpeg hands over after `timeout` s of silence is what its RTSP demuxer
+                # held when its own timeout fired, not a live frame: the stream is stalled.
+                self._stalled()
                 return
             if pkt.size == 0:
                 continue  # flush/empty packets carry nothing to record
