@@ -262,15 +262,25 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     print(f"{'score':>6}  {'camera':<14}{'from (local time)':<21}{'to':<10}clip")
     for m in matches:
-        start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.start)) if m.start else "?"
-        end = time.strftime("%H:%M:%S", time.localtime(m.end)) if m.end else "?"
+        if m.start is not None:  # a clip this gateway catalogued: its wall-clock times
+            start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.start))
+            end = time.strftime("%H:%M:%S", time.localtime(m.end)) if m.end else "?"
+        else:  # not in the local catalog: the span's offsets in the clip, as the hit gives them
+            start = f"+{m.offset_start:g} s" if m.offset_start is not None else "?"
+            end = f"+{m.offset_end:g} s" if m.offset_end is not None else "?"
         score = f"{m.score:.3f}" if m.score is not None else "-"
         where = m.clip_path or m.clip_id or f"media {m.media_id} (not in the local catalog)"
         print(f"{score:>6}  {m.camera or '?':<14}{start:<21}{end:<10}{where}")
-    print(
-        f"{len(matches)} match(es) on page {args.page}; {total} media match in "
-        f"{config.cloud.search_lib}"
-    )
+    media = len({m.media_id for m in matches})
+    first = (args.page - 1) * args.limit + 1
+    lib = config.cloud.search_lib
+    if media:
+        print(
+            f"media {first}-{first + media - 1} of {total} matching in {lib} "
+            f"(page {args.page}; {len(matches)} span(s))"
+        )
+    else:
+        print(f"no media on page {args.page}; {total} matching in {lib}")
     return 0
 
 

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from agent.config import CloudSettings
-from agent.deliver.ice import IceAuthError, IceClient, IceCredentialsError, IceError, SearchLib
+from agent.deliver.ice import (
+    Clip,
+    IceAuthError,
+    IceClient,
+    IceCredentialsError,
+    IceError,
+    SearchLib,
+)
 from agent.spool import Spool
 
 INDEX_TYPE = "mm"  # the multimodal (large visual model) index that natural-language search uses
@@ -78,15 +85,22 @@ def init_library(ice: IceClient, cloud: CloudSettings, level: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Match:
-    """One matching span of a clip, mapped back to a camera and wall-clock time."""
+    """One matching span of a clip, mapped back to a camera and wall-clock time.
+
+    A hit without a local catalog row (a clip from another gateway in the same library, a
+    row purged since) is kept: its MediaId and the span's offsets in the clip are what the
+    service gives; camera, clip and wall-clock times are then None.
+    """
 
     media_id: str
     score: float | None
     camera: str | None
     clip_id: str | None
-    start: float | None  # epoch seconds of the span's start
+    start: float | None  # epoch seconds of the span's start (None without a local row)
     end: float | None
     clip_path: str | None  # local file, if the gateway still has it
+    offset_start: float | None = None  # s into the clip (ClipInfo From)
+    offset_end: float | None = None  # ClipInfo To
 
     def as_dict(self) -> dict:
         def iso(t: float | None) -> str | None:
@@ -104,6 +118,9 @@ class Match:
             "start_epoch": self.start,
             "end_epoch": self.end,
             "clip": self.clip_path,
+            "offset_start": self.offset_start,
+            "offset_end": self.offset_end,
+            "in_catalog": self.clip_id is not None,
         }
 
 
@@ -136,7 +153,14 @@ def search(
     page: int = 1,
     limit: int = 10,
 ) -> tuple[int, list[Match]]:
-    """Natural-language search; (total hits in the library, this page's matches)."""
+    """Natural-language search; (media matching in the library, this page's matches).
+
+    `camera` and `since` go to the service as CustomFilters (the uploader's MsgBody puts the
+    camera in strField1 and the start second in intField1), so what comes back is already
+    filtered: every hit is shown, with or without a local row, and the page holds the
+    media numbered (page - 1) * limit + 1 onwards of `total`. A media hit without spans
+    still gives one Match (offsets None).
+    """
     # The uploader's MsgBody puts the camera in strField1 and the start second in intField1.
     filters: dict = {}
     if camera:
@@ -155,7 +179,7 @@ def search(
     for hit in result.hits:
         row = spool.by_media_id(hit.media_id) if spool else None
         base = row["start_wall"] if row else None
-        for clip in hit.clips or ():
+        for clip in hit.clips or (Clip(None, None, None),):
             start = base + clip.start if base is not None and clip.start is not None else None
             end = base + clip.end if base is not None and clip.end is not None else None
             matches.append(
@@ -169,11 +193,9 @@ def search(
                     clip_path=str(spool.absolute(row["clip_path"]))
                     if row and spool and not row["local_deleted"]
                     else None,
+                    offset_start=clip.start,
+                    offset_end=clip.end,
                 )
             )
-    if camera:
-        matches = [m for m in matches if m.camera == camera]
-    if since is not None:
-        matches = [m for m in matches if m.start is not None and m.start >= since]
     matches.sort(key=lambda m: -(m.score or 0.0))
     return result.total, matches
