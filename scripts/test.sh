@@ -28,8 +28,14 @@ if ((${#missing[@]})); then
 fi
 
 PYTHON=${PYTHON:-python3}
-if [[ ! -x .venv/bin/python ]]; then
-  echo "== creating .venv"
+# A usable .venv has pip; one without (python3 -m venv failed at ensurepip) is made again.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  if [[ -e .venv ]]; then
+    echo "== .venv is incomplete (no pip: an earlier python3 -m venv failed); making it again"
+    rm -rf .venv
+  else
+    echo "== creating .venv"
+  fi
   "$PYTHON" -m venv .venv
 fi
 echo "== installing the agent and test tools into .venv"

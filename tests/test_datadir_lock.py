@@ -105,3 +105,42 @@ def test_agents_on_different_data_dirs_run_side_by_side(tmp_path):
     finally:
         for proc in procs:
             kill_group(proc)
+
+
+def test_the_holder_is_named_even_before_it_wrote_its_pid(tmp_path):
+    """The PID in agent.lock may be missing (a full disk) or stale: the kernel's lock table
+    (/proc/locks) names the holder."""
+    config = write_config(tmp_path, UNREACHABLE)
+    config.chmod(0o600)
+    lock = tmp_path / "data" / "agent.lock"
+    lock.parent.mkdir()
+    lock.write_text("not a pid\n")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        out = subprocess.run(
+            [sys.executable, "-m", "agent", "run", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2, out.stderr
+        assert f"another agent (pid {holder.pid}) is already running" in out.stderr
+        assert "Traceback" not in out.stderr
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+        holder.stdout.close()

@@ -66,8 +66,11 @@ def hold(data_dir: Path) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataDirBusy(path, _pid_in(path) or _flock_holder(path)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # for the message a second agent prints; /proc/locks names us too
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk must not keep the agent from starting
+            pass
         yield path
     finally:
         os.close(fd)  # releases the lock (the kernel does the same if we die)
