@@ -405,3 +405,18 @@ def test_the_example_config_names_the_command_that_checks_it():
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_a_bare_environment_still_gets_sentences(world):
+    """No HOME, the C locale, no PATH beyond the interpreter's: as under a minimal init."""
+    env = environment(world, LANG="C", LC_ALL="C", PATH="/nonexistent")
+    del env["HOME"]
+    for args, code, says in (
+        (("cloud", "init", "--config", str(world / "cloud.toml")), 1, NO_CREDENTIALS),
+        (("status", "--config", str(world / "good.toml")), 3, "DAEMON NOT RUNNING"),
+        (("queue", "--config", str(world / "good.toml"), "--camera", "été"), 0, "0 clip(s)"),
+    ):
+        out = agent(*args, env=env, cwd=world)
+        assert "Traceback" not in out.stdout + out.stderr, out.stderr
+        assert out.returncode == code, out.stderr
+        assert says in out.stdout + out.stderr
