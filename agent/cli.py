@@ -285,6 +285,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from agent.service.lock import holder
     from agent.service.status import fetch, offline_model, prometheus, render
 
     config = _config(args.config, required=True)
@@ -292,6 +293,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     running = model is not None
     if model is None:
         model = offline_model(config)
+        pid = holder(config.agent.data_dir)
+        if pid is not None:  # alive and holding the data dir, but not answering
+            print(
+                f"ipc-agent status: an agent (pid {pid}) holds {config.agent.data_dir} but did "
+                "not answer on its status.sock: it is starting, stopping or stuck; if it stays "
+                "so, see journalctl -u ipc-agent, then systemctl restart ipc-agent",
+                file=sys.stderr,
+            )
     if args.prometheus:
         print(prometheus(model), end="")
     else:

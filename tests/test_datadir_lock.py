@@ -109,7 +109,7 @@ def test_agents_on_different_data_dirs_run_side_by_side(tmp_path):
 
 def test_the_holder_is_named_even_before_it_wrote_its_pid(tmp_path):
     """The PID in agent.lock may be missing (a full disk) or stale: the kernel's lock table
-    (/proc/locks) names the holder."""
+    (/proc/locks) names the holder, to a second `run` and to `status`."""
     config = write_config(tmp_path, UNREACHABLE)
     config.chmod(0o600)
     lock = tmp_path / "data" / "agent.lock"
@@ -140,6 +140,18 @@ def test_the_holder_is_named_even_before_it_wrote_its_pid(tmp_path):
         assert out.returncode == 2, out.stderr
         assert f"another agent (pid {holder.pid}) is already running" in out.stderr
         assert "Traceback" not in out.stderr
+        # status: no answer on status.sock, but it knows who holds the data dir
+        out = subprocess.run(
+            [sys.executable, "-m", "agent", "status", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 3, out.stderr
+        assert "DAEMON NOT RUNNING" in out.stdout
+        assert f"an agent (pid {holder.pid}) holds {tmp_path / 'data'} but did not answer" in (
+            out.stderr
+        )
     finally:
         holder.stdin.close()
         holder.wait(30)

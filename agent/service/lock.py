@@ -55,6 +55,11 @@ def _flock_holder(path: Path) -> int | None:
     return None
 
 
+def holder(data_dir: Path) -> int | None:
+    """The PID of the agent holding `data_dir`'s lock, or None; takes no lock itself."""
+    return _flock_holder(data_dir / LOCK_NAME)
+
+
 @contextlib.contextmanager
 def hold(data_dir: Path) -> Iterator[Path]:
     """Hold `data_dir`'s agent lock for the block; DataDirBusy if another agent holds it."""
