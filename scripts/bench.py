@@ -300,7 +300,49 @@ def bench_delivery(clips: int, concurrency: int) -> dict:
         "clips_per_s": clips / wall,
         "cpu_s_per_clip": cpu / clips,
         "mb_per_s": clips * (2**20 + 4 * 30_000) / wall / 1e6,
+        "cpu_ms_per_mb": cpu * 1000 / (clips * (2**20 + 4 * 30_000) / 1e6),
+        "checksum_cpu_ms_per_mb": checksum_costs(),
     }
+
+
+def checksum_costs(mb: int = 16) -> dict:
+    """CPU ms per MB of each checksum path: ours (anycrc's CRC-64, hashlib's MD5), and the
+    CRC-64 oss2 computed before we turned it off, through crcmod, with its C extension (a
+    machine with a compiler at install time) and without it (pure Python: any gateway
+    installed without one, as scripts/install.sh does)."""
+    import hashlib
+    import importlib
+    import os
+    import time
+
+    from crcmod import _crcfunpy
+
+    # crcmod's package re-exports a function named crcmod over its module: import by name.
+    crcmod_impl = importlib.import_module("crcmod.crcmod")
+
+    from agent.deliver.oss import crc64
+
+    data = os.urandom(mb * 2**20)
+    table = crcmod_impl.Crc(0x142F0E1EBA9EA3693, initCrc=0, rev=True, xorOut=2**64 - 1).table
+
+    def cost(fn, size: int = len(data)) -> float:
+        started = time.process_time()
+        fn()
+        return (time.process_time() - started) * 1000 / (size / 1e6)
+
+    small = data[: 2 * 2**20]  # pure Python takes seconds per MB: 2 MB is enough to tell
+    out = {
+        "crc64_anycrc": cost(lambda: crc64(data)),
+        "md5_hashlib": cost(lambda: hashlib.md5(data).digest()),
+        "crc64_crcmod_pure_python": cost(lambda: _crcfunpy._crc64r(small, 0, table), len(small)),
+    }
+    if crcmod_impl._usingExtension:
+        out["crc64_crcmod_c_extension"] = cost(
+            lambda: crcmod_impl.mkCrcFun(
+                0x142F0E1EBA9EA3693, initCrc=0, rev=True, xorOut=2**64 - 1
+            )(data)
+        )
+    return out
 
 
 # ---------------------------------------------------------------- the daemon, measured from /proc
@@ -958,6 +1000,10 @@ def print_delivery(d: dict) -> None:
         f"{d['cpu_s_per_clip'] * 1000:.1f} ms CPU per clip (uploader process), "
         f"{d['seconds']:.1f} s in all"
     )
+    print(f"  {d['cpu_ms_per_mb']:.1f} ms CPU per MB delivered (uploader process)")
+    print("  checksums, CPU ms per MB:")
+    for name, ms in d["checksum_cpu_ms_per_mb"].items():
+        print(f"    {name:<28}{ms:10.3f}")
 
 
 def print_substream(r: dict) -> None:
