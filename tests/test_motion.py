@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.capture.motion import MotionDetector, downscale, rasterize, structure_changed
+from agent.capture.motion import (
+    INIT_FRAMES,
+    INIT_TIME,
+    MotionDetector,
+    downscale,
+    rasterize,
+    structure_changed,
+)
 from agent.config import MotionSettings
 
 W, H, FPS = 640, 360, 5.0
@@ -156,3 +163,130 @@ def test_structure_check_tells_light_from_new_content():
     assert not structure_changed(lit, bg).any()
     other = texture(seed=5)[:64, :64]
     assert structure_changed(other, bg).mean() > 0.6  # both share the scene-wide gradient
+
+
+# -- light changes: brightness or contrast, -60 % to +60 %, instant or ramped, and back -------
+
+SIZES = [(320, 240), (1280, 720), (1920, 1080)]
+CHANGES = [-0.6, -0.35, -0.15, 0.15, 0.35, 0.6]
+
+
+class LitScene:
+    """A street-like static picture with a near-white sky band (it clips when the light goes
+    up) and a near-black doorway (it clips when the light goes down), sensor noise cycled from
+    a few pre-drawn fields, and the light applied as a tone curve (a lookup table on uint8)."""
+
+    def __init__(self, w: int, h: int, seed: int = 0, noise: float = 3.0) -> None:
+        img = texture(seed, w, h) * 0.85 + 5
+        img[: h // 5] = 222 + 8 * (img[: h // 5] - img[: h // 5].mean()) / img.std()
+        img[h // 2 : h // 2 + h // 6, w // 8 : w // 4] *= 0.2
+        rng = np.random.default_rng(seed + 7)
+        self.fields = [
+            np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
+            for _ in range(4)
+        ]
+        self.pivot = float(img.mean())
+        self.w, self.h, self.i = w, h, 0
+
+    def frame(self, k: float = 1.0, mode: str = "gain", person=None) -> np.ndarray:
+        self.i += 1
+        img = self.fields[self.i % len(self.fields)]
+        if person is not None:
+            x, y, pw, ph = person
+            img = img.copy()
+            img[y : y + ph, x : x + pw] = 60
+            img[y : y + ph // 3, x : x + pw] = 150  # shirt
+        if k == 1.0:
+            return img
+        levels = np.arange(256, dtype=np.float32)
+        lut = levels * k if mode == "gain" else self.pivot + (levels - self.pivot) * k
+        return np.clip(np.rint(lut), 0, 255).astype(np.uint8)[img]
+
+
+def light_level(t: float, change: float, ramp: float, at: float, back: float, mode: str):
+    """The light's factor at `t`: 1 before `at`, 1 + change after (gain: geometric ramp)."""
+
+    def u(t0: float) -> float:
+        return 1.0 if t >= t0 + ramp else max(0.0, (t - t0) / ramp) if t >= t0 else 0.0
+
+    x = u(at) - u(back)
+    return (1 + change) ** x if mode == "gain" else 1 + change * x
+
+
+def lit_run(w, h, change, ramp, mode, walk=None, at=4.0, back=9.0, seconds=13.0):
+    """Analyses at 5 fps; with `walk` (s after `at`) a person crosses the frame at 3 s."""
+    scene, det = LitScene(w, h), detector(w=w, h=h)
+    out = []
+    for i in range(round(seconds * FPS)):
+        t = i / FPS
+        person = None
+        if walk is not None and at + walk <= t < at + walk + 3.0:
+            pw, ph = w // 16, h // 4
+            x = int((t - at - walk) / 3.0 * (w - pw))
+            person = (x, h // 2, pw, ph)
+        k = light_level(t, change, ramp, at, back, mode)
+        out.append((det.analyse(scene.frame(k, mode, person), t), person))
+    return out
+
+
+@pytest.mark.parametrize("ramp", [0.0, 1.0], ids=["instant", "ramp1s"])
+@pytest.mark.parametrize("mode", ["gain", "contrast"])
+@pytest.mark.parametrize("w, h", SIZES, ids=lambda v: str(v))
+def test_a_light_change_and_back_is_never_motion(w, h, mode, ramp):
+    for change in CHANGES:
+        results = [r for r, _ in lit_run(w, h, change, ramp, mode)]
+        moving = [(r.t, round(r.score, 5)) for r in results if r.motion]
+        assert not moving, f"{mode} {change:+.0%} ramp {ramp}: motion at {moving}"
+        unsteady = [r.t for r in results if not r.steady]
+        assert unsteady and min(unsteady) >= 4.0 - 1e-6, unsteady  # the light change is seen
+
+
+@pytest.mark.parametrize("walk", [0.0, 1.0], ids=["during", "after"])
+@pytest.mark.parametrize("change", [-0.6, -0.35, 0.35, 0.6])
+@pytest.mark.parametrize("w, h", SIZES, ids=lambda v: str(v))
+def test_a_person_walking_during_or_right_after_a_light_change_is_caught(w, h, change, walk):
+    for mode, ramp in (("gain", 0.0), ("contrast", 1.0)):
+        results = lit_run(w, h, change, ramp, mode, walk=walk, seconds=9.0)
+        with_person = [(r, p) for r, p in results if p is not None][1:]
+        caught = [(r, p) for r, p in with_person if r.motion]
+        assert len(caught) >= 0.8 * len(with_person), (mode, [r.t for r, _ in caught])
+        for r, (x, y, pw, ph) in caught:  # the person, not the light: about its size, where it is
+            assert r.score < 2 * pw * ph / (w * h), (mode, r.t, r.score)
+            assert r.box[0] <= (x + pw) / w and r.box[2] >= x / w, (mode, r.t, r.box, x / w)
+        before = [r for r, p in results if p is None and r.t < 4.0 + walk]
+        assert not any(r.motion for r in before), (mode, [r.t for r in before if r.motion])
+
+
+# -- cold start: the first background is a median of the first second ------------------------
+
+
+@pytest.mark.parametrize("fps", [2.0, 5.0, 15.0])
+@pytest.mark.parametrize("w, h", SIZES, ids=lambda v: str(v))
+def test_no_verdict_until_the_background_can_be_trusted_and_no_motion_after(w, h, fps):
+    scene, det = LitScene(w, h, noise=6.0), detector(w=w, h=h)
+    results = [det.analyse(scene.frame(), i / fps) for i in range(round(8 * fps))]
+    warming = [r.t for r in results if r.warming_up]
+    assert len(warming) >= INIT_FRAMES, warming
+    assert not results[len(warming)].warming_up
+    assert results[len(warming)].t == pytest.approx(max(INIT_TIME, INIT_FRAMES / fps))
+    assert not any(r.motion for r in results), [r.t for r in results if r.motion]
+
+
+@pytest.mark.parametrize("w, h", SIZES, ids=lambda v: str(v))
+def test_an_object_moving_from_the_first_frame_is_caught_once_the_background_is_trusted(w, h):
+    scene, det = LitScene(w, h), detector(w=w, h=h)
+    pw, ph = w // 16, h // 4
+    results = []
+    for i in range(40):  # it crosses in 4 s, then the street is empty
+        t = i / FPS
+        x = int(w * 0.1 + t / 4.0 * w)
+        person = (x, h // 2, pw, ph) if x + pw < w else None
+        results.append((det.analyse(scene.frame(person=person), t), person))
+    first = next(r for r, _ in results if not r.warming_up)
+    assert first.t == pytest.approx(INIT_TIME) and first.motion
+    x0, _, x1, _ = first.box  # the person where it is now, not where it stood at the start
+    now = int(w * 0.1 + INIT_TIME / 4.0 * w)
+    assert x0 <= (now + pw) / w and x1 >= now / w and x0 > 0.1, first.box
+    gone = next(r.t for r, p in results if p is None)
+    late = [r.t for r, p in results if p is None and r.t >= gone + 1.2 and r.motion]
+    assert not late, late  # nothing of the first frames' person lingers as motion

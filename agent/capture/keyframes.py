@@ -3,8 +3,11 @@
 Pure: scores, thumbnails and opaque image handles in, a choice out. Encoding the chosen images
 to JPEG happens at the edge (agent/capture/jpeg.py).
 
-A good keyframe shows the moving object large and sharp, the set is spread over the event and
-no two images are alike, and none is a blank or a flash. The candidate pool is bounded: when it
+A good keyframe shows the moving object large, sharp and whole, in steady light; the set is
+spread over the event and no two images are alike, and none is a blank or a flash. A frame
+whose motion touches the picture's edge (the object is coming in or leaving: part of it is
+outside) or taken while the light changes is a *fallback*: picked only when the good ones
+run out. The candidate pool is bounded: when it
 is full, of the two candidates closest in time the weaker one goes, so the pool keeps both
 spread and quality however long the event runs, and memory stays fixed.
 """
@@ -21,6 +24,8 @@ BLANK_MEAN = (16.0, 240.0)  # a frame darker/brighter than this on average is bl
 BLANK_STD = 4.0  # a frame with less contrast than this shows nothing
 ALIKE_LEVELS = 12.0  # luma difference that counts as a visible change between two thumbnails
 ALIKE_FRACTION = 0.0005  # two thumbnails differing in fewer pixels than this are the same picture
+EDGE = 0.01  # motion this close (0..1 coords) to the picture's side or bottom edge touches it
+FALLBACK = 0.25  # score factor of a fallback frame (edge or light change)
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Candidate:
     score: float
     thumb: np.ndarray = field(repr=False)  # small luma image, for likeness
     image: Any = field(default=None, repr=False)  # the caller's handle on the full image
+    good: bool = True  # False: a fallback (motion at the edge, or the light changing)
 
 
 def sharpness(luma: np.ndarray, box: tuple[float, float, float, float] | None) -> float:
@@ -48,9 +54,19 @@ def sharpness(luma: np.ndarray, box: tuple[float, float, float, float] | None) -
     return float(lap.var())
 
 
-def quality(area: float, sharp: float) -> float:
+def quality(area: float, sharp: float, good: bool = True) -> float:
     """Bigger and sharper is better; sharpness counts with diminishing returns."""
-    return math.sqrt(max(area, 0.0)) * math.log1p(max(sharp, 0.0))
+    return math.sqrt(max(area, 0.0)) * math.log1p(max(sharp, 0.0)) * (1.0 if good else FALLBACK)
+
+
+def at_edge(box: tuple[float, float, float, float] | None) -> bool:
+    """Does the motion box touch the left, right or bottom edge (the object is cut off)?
+
+    The top edge is left out: a standing person's head seldom reaches it, a near one's does."""
+    if box is None:
+        return False
+    x0, _, x1, y1 = box
+    return x0 <= EDGE or x1 >= 1.0 - EDGE or y1 >= 1.0 - EDGE
 
 
 def is_blank(thumb: np.ndarray) -> bool:
@@ -95,10 +111,16 @@ class KeyframePicker:
 
     def pick(self, start: float, end: float) -> list[Candidate]:
         """Up to `count` candidates within [start, end): spread in time, strong, all different."""
-        cands = [c for c in self.pool if start <= c.t < end]
-        if not cands:
-            return []
+        inside = [c for c in self.pool if start <= c.t < end]
         chosen: list[Candidate] = []
+        for cands in ([c for c in inside if c.good], inside):
+            self._pick(cands, chosen)
+        return sorted(chosen, key=lambda c: c.t)
+
+    def _pick(self, cands: list[Candidate], chosen: list[Candidate]) -> None:
+        """Add to `chosen`, up to `count`: the best of each time bin, then the best left."""
+        if not cands:
+            return
 
         def take(c: Candidate) -> None:
             if len(chosen) < self.count and all(not alike(c.thumb, o.thumb) for o in chosen):
@@ -117,7 +139,6 @@ class KeyframePicker:
         for c in sorted(cands, key=lambda c: -c.score):
             if c not in chosen:
                 take(c)
-        return sorted(chosen, key=lambda c: c.t)
 
     @staticmethod
     def _victim(pool: list[Candidate]) -> int:

@@ -47,9 +47,20 @@ CLIP_LEVELS = (6, 249)  # luma at or beyond these is clipped: no texture survive
 CLIPPED_FRACTION = 0.25  # a block this clipped cannot tell light from content
 NOISE_TIME = 10.0  # s, time constant of the noise estimate
 SETTLE_TIME = 1.5  # s of fast adaptation after a re-baseline (exposure settles, noise re-learnt)
+SETTLE_MARGIN = 1.75  # thresholds are this much wider while settling
 MOVE_HOLD = 1.0  # s a pixel stays "moving" after it last changed between two analyses
-WARMUP_FRAMES = 3  # analysed frames needed before the first motion verdict
+INIT_TIME = 1.0  # s of frames the first background is the per-pixel median of...
+INIT_FRAMES = 5  # ...and at least this many: the first verdict comes after both
 GAIN_LIMITS = (0.2, 5.0)
+TONE_BINS = 8  # background levels the photometric fit compares the frame at
+TONE_REORDER = 10  # analyses between re-sorts of the sample by background level
+CLIP_SUSPECT = (24.0, 228.0)  # a picture reaching these levels may be clipped (TV or full range)
+RELIGHT_LEVELS = 6.0  # a fitted light change moving mid-grey this much re-expresses the bg...
+RELIGHT_GAIN = 0.05  # ...or its gain this much (log)...
+RELIGHT_FRACTION = 0.05  # ...if it leaves no more than this much of the frame changed
+STEP_LEVELS, STEP_GAIN = 15.0, 0.14  # a step in the light: its noise is re-learnt (settling)
+STABLE_LEVELS = 2.0  # the frame's levels moved less than this since the last: light steady
+NEAR_CLIP = 12.0  # levels within this of a clipped extreme are only known as a bound
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class MotionResult:
     box: tuple[float, float, float, float] | None  # x0, y0, x1, y1 of the change, 0..1 coords
     global_change: bool = False  # a light/IR/exposure change re-baselined the background
     warming_up: bool = False
+    steady: bool = True  # the light is steady: not changing now nor settling after a step
 
 
 def analysis_factor(width: int, analysis_width: int) -> int:
@@ -105,14 +117,42 @@ def rasterize(polygons: Sequence[Sequence[tuple[float, float]]], w: int, h: int)
     return inside
 
 
-def _median(a: np.ndarray) -> float:
-    """Median of a 1-D array the caller owns (partitioned in place: no copy)."""
-    n = a.size
-    k = n // 2
-    a.partition(k)
-    if n % 2:
-        return float(a[k])
-    return 0.5 * float(a[k] + a[:k].max())
+def _clip_levels(a: np.ndarray) -> tuple[float, float]:
+    """Levels at or below / at or above which `a` may be clipped to black / white (-inf, inf:
+    it is not). Clipping is a soft edge after noise and the analysis' averaging, so it takes in
+    NEAR_CLIP levels next to the extreme, and only extremes near the ends of the range count."""
+    lo, hi = float(a.min()), float(a.max())
+    return (
+        lo + NEAR_CLIP if lo <= CLIP_SUSPECT[0] else -math.inf,
+        hi - NEAR_CLIP if hi >= CLIP_SUSPECT[1] else math.inf,
+    )
+
+
+def _mid(a: np.ndarray) -> float:
+    """Median of a small array (np.median costs ~30 us of overhead per call)."""
+    s = np.sort(a, axis=None)
+    n = s.size
+    return float(s[n // 2]) if n % 2 else 0.5 * float(s[n // 2 - 1] + s[n // 2])
+
+
+def _densest(mask: np.ndarray, cells: int = 16) -> int:
+    """Most set pixels in any 2x2 cells of a `cells` x `cells` grid (1/8 of each side)."""
+    h, w = mask.shape
+    ch, cw = max(1, h // cells), max(1, w // cells)
+    hb, wb = h // ch, w // cw
+    c = mask[: hb * ch, : wb * cw].reshape(hb, ch, wb, cw).sum(axis=(1, 3), dtype=np.int32)
+    if hb > 1 and wb > 1:
+        c = c[:-1, :-1] + c[1:, :-1] + c[:-1, 1:] + c[1:, 1:]
+    return int(c.max())
+
+
+def _local_mean(a: np.ndarray, size: int) -> np.ndarray:
+    """Each pixel's `size` x `size` block mean (edge blocks: what of them is inside)."""
+    h, w = a.shape
+    hb, wb = -(-h // size), -(-w // size)
+    p = np.pad(a, ((0, hb * size - h), (0, wb * size - w)), mode="edge")
+    m = p.reshape(hb, size, wb, size).mean(axis=(1, 3), dtype=np.float32)
+    return np.repeat(np.repeat(m, size, axis=0), size, axis=1)[:h, :w]
 
 
 def _box_count(mask: np.ndarray) -> np.ndarray:
@@ -138,7 +178,8 @@ def structure_changed(
     level (mean absolute deviation) a block also needs a residual — what the best gain and
     offset fit of the background leaves unexplained — well above that noise. Blocks flat in
     both images, or mostly clipped to black or white in the new one (light blows out
-    highlights), carry no structure to compare and are called unchanged.
+    highlights, or a light switched off brings back what was blown out), carry no structure to
+    compare and are called unchanged.
     """
     h, w = frame.shape
     hb, wb = h // BLOCK, w // BLOCK
@@ -157,7 +198,10 @@ def structure_changed(
         noise_var = _block_sums((MAD_TO_STD * noise) ** 2, hb, wb)
         changed &= residual > RESIDUAL_K * noise_var
     flat = (vx < n * FLAT_STD**2) & (vb < n * FLAT_STD**2)
-    clipped = _block_sums(((frame >= CLIP_LEVELS[1]) | (frame <= CLIP_LEVELS[0])), hb, wb)
+    lo, hi = CLIP_LEVELS
+    clipped = _block_sums(
+        (frame >= hi) | (frame <= lo) | (background >= hi) | (background <= lo), hb, wb
+    )
     return changed & ~flat & (clipped < CLIPPED_FRACTION * n)
 
 
@@ -195,6 +239,13 @@ class MotionDetector:
         self.frames = 0
         self.last_t: float | None = None
         self.settle_until = -math.inf
+        self._init: list[np.ndarray] = []  # frames the first background is made of
+        self._init_t = 0.0
+        self._bins: np.ndarray | None = None  # the sample, by background level, in TONE_BINS rows
+        self.tone = (1.0, 0.0)  # last photometric fit: background = gain * frame + offset
+        self._levels_seen: np.ndarray | None = None  # the last frame's level in each bin
+        self._light_moved = False  # the frame's levels moved since the last frame (the light)
+        self._levels = (-math.inf, math.inf, -math.inf, math.inf)  # near-clipped: frame, bg
 
     def analyse(self, luma: np.ndarray, t: float) -> MotionResult:
         raw = downscale(luma, self.factor, self.shape)
@@ -202,32 +253,30 @@ class MotionDetector:
         self.last_t = t
         self.frames += 1
         previous, self.last_frame = self.last_frame, raw
-        if self.background is None:
-            self.background = raw.copy()
+        if self.background is None and not self._initialise(raw, t):
             return MotionResult(t, False, 0.0, None, warming_up=True)
 
-        # The background follows the raw frames; the gain only bridges the lag while the light
-        # changes. (Learning gain-corrected frames would let any bias in the gain compound.)
+        # The background follows the raw frames; the photometric fit only bridges the lag while
+        # the light changes. (Learning corrected frames would let any bias in the fit compound.)
         bg = self.background
-        gain = self._gain(raw, bg)
-        frame = raw * gain if gain != 1.0 else raw
-        diff = np.abs(frame - bg)
+        assert bg is not None
+        frame, ref = self._normalise(raw, bg)
+        diff = np.abs(frame - ref)
         s = self.settings
         settling = t < self.settle_until
-        if self.frames <= WARMUP_FRAMES:
-            self._learn(raw, diff, np.zeros(self.shape, bool), 0.5, 0.5)
-            return MotionResult(t, False, 0.0, None, warming_up=True)
-
         thresh = np.maximum(self.noise * NOISE_K, s.threshold)
+        if settling:  # the noise of a new light is being learnt, not known: a wider margin
+            thresh *= SETTLE_MARGIN
         changed = (diff > thresh) & self.valid
         large = changed.sum() > GLOBAL_FRACTION * self.valid_count
         if large and self._is_light_change(raw, bg, changed):
             # Re-baseline: the new light is the new background. What moves through it differs
             # from the new background from the next analysis on, so it is still caught.
             bg[...] = raw
+            self._bins = None
             self.last_change.fill(-np.inf)
             self.settle_until = t + SETTLE_TIME
-            return MotionResult(t, False, 0.0, None, global_change=True)
+            return MotionResult(t, False, 0.0, None, global_change=True, steady=False)
         if previous is not None:
             self.last_change[np.abs(raw - previous) > thresh] = t
         hold = max(MOVE_HOLD, 2.5 * dt)  # at a low detect_fps, span at least two analyses
@@ -236,12 +285,26 @@ class MotionDetector:
         moving = changed & (_box_count(changed) >= NEIGHBOURS)
         area = int(moving.sum())
         motion = area >= self.min_pixels
+        changing = self._light_moved
+        if motion and (changing or settling or self._relit()):
+            # While the light changes, what the fit does not explain is spread thinly over
+            # the picture; an object is in one place: the least area must be in one region.
+            motion = _densest(moving) >= self.min_pixels
 
         a_bg = 1.0 - math.exp(-dt / s.background_time)
         a_fg = 1.0 - math.exp(-dt / (s.absorb_time / 2.0))  # contrast falls ~e^2 by absorb_time
         a_noise = 1.0 - math.exp(-dt / (SETTLE_TIME / 3 if settling else NOISE_TIME))
         if settling:
             a_bg = max(a_bg, 1.0 - math.exp(-dt / (SETTLE_TIME / 3)))
+        # Re-express the background once the light stopped changing (not at every step of a
+        # ramp: each fit's error would compound) and the fit explains the frame.
+        relit = (
+            self._relit() and not changing and changed.sum() <= RELIGHT_FRACTION * self.valid_count
+        )
+        if relit:
+            if self._relit(STEP_LEVELS, STEP_GAIN):  # a step: its noise is to be learnt
+                self.settle_until = t + SETTLE_TIME
+            self._relight(raw)
         self._learn(raw, np.minimum(diff, thresh), moving, a_bg, a_fg, a_noise)
 
         box = None
@@ -250,15 +313,114 @@ class MotionDetector:
             cols = np.flatnonzero(moving.any(axis=0))
             h, w = self.shape
             box = (cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h)
-        return MotionResult(t, motion, area / self.valid_count, box)
+        steady = not (relit or changing or settling or t < self.settle_until)
+        return MotionResult(t, motion, area / self.valid_count, box, steady=steady)
 
-    def _gain(self, frame: np.ndarray, bg: np.ndarray) -> float:
-        f_med = _median(np.take(frame, self._sample))
-        b_med = _median(np.take(bg, self._sample))
-        gain = (b_med + 1.0) / (f_med + 1.0)
-        if abs(gain - 1.0) < 0.01:
-            return 1.0
-        return min(max(gain, GAIN_LIMITS[0]), GAIN_LIMITS[1])
+    def _initialise(self, raw: np.ndarray, t: float) -> bool:
+        """Collect the first INIT_TIME s of frames; then the background is their per-pixel
+        median (what something moving through covered in fewer than half of them is not in it)
+        and the noise their spread about it. True once the background can be trusted: from
+        the first frame INIT_TIME s (and INIT_FRAMES frames) after the first one on."""
+        if not self._init:
+            self._init_t = t
+        if len(self._init) < INIT_FRAMES or t - self._init_t < INIT_TIME - 1e-6:
+            self._init.append(raw)
+            return False
+        stack = np.stack(self._init)
+        self._init = []
+        n = len(stack)
+        self.background = np.median(stack, axis=0).astype(np.float32)
+        # Each pixel's spread about the median (the largest deviation left out: something
+        # may have passed), scaled to a mean absolute deviation; a few frames make a poor
+        # estimate for one pixel, so no pixel is taken as quieter than its 8x8 neighbourhood.
+        dev = np.sort(np.abs(stack - self.background), axis=0)[: n - 1].mean(axis=0)
+        dev *= 1.0 + 4.1 / n  # E[trimmed spread] ~ 0.8 sigma / (1 + 4.1/n) for Gaussian noise
+        self.noise = np.maximum(np.maximum(dev, _local_mean(dev, BLOCK)), 0.25)
+        return True
+
+    def _normalise(self, raw: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The frame in background units, and the background to compare it with.
+
+        Photometric normalisation: light, exposure and contrast changes act on the whole
+        picture as one tone curve. It is fitted as gain and offset, robustly, through the
+        median frame level at each of TONE_BINS background levels of a sparse sample
+        (Theil-Sen over the pairs of levels), so an object covering a good part of one level
+        does not move the fit. Levels next to a clipped black or white are left out of the
+        fit, and compared as bounds: a pixel the brighter light drove into white is only known
+        to be at least as bright as the fit predicts, one the background holds as white at
+        least as bright as it.
+        """
+        if self._bins is None or self.frames % TONE_REORDER == 0:
+            b = np.take(bg, self._sample[::2])  # half the sample: plenty for 8 medians
+            n = b.size // TONE_BINS * TONE_BINS
+            self._bins = self._sample[::2][np.argsort(b)[:n]].reshape(TONE_BINS, -1)
+        bins = self._bins
+        fs, bs = np.take(raw, bins), np.take(bg, bins)
+        f_lo, f_hi = _clip_levels(fs)
+        b_lo, b_hi = _clip_levels(bs)
+        self._levels = (f_lo, f_hi, b_lo, b_hi)
+        m = bins.shape[1] // 2
+        fs.partition(m, axis=1)
+        bs.partition(m, axis=1)
+        fm, bm = fs[:, m], bs[:, m]
+        seen, self._levels_seen = self._levels_seen, fm.copy()
+        self._light_moved = seen is not None and _mid(np.abs(fm - seen)) >= STABLE_LEVELS
+        ok = (fm < f_hi) & (fm > f_lo) & (bm < b_hi) & (bm > b_lo)
+        if ok.sum() >= 2:
+            fm, bm = fm[ok], bm[ok]
+        i, j = np.triu_indices(fm.size, 1)
+        apart = bm[j] - bm[i] >= 8.0
+        if apart.sum() >= 3:
+            i, j = i[apart], j[apart]
+            slope = _mid((fm[j] - fm[i]) / (bm[j] - bm[i]))  # frame per background
+            slope = min(max(slope, 1.0 / GAIN_LIMITS[1]), 1.0 / GAIN_LIMITS[0])
+            gain = 1.0 / slope
+            offset = _mid(bm - fm * gain)
+        else:  # too few distinct levels (a flat picture): the ratio of the medians
+            gain = (_mid(bm) + 1.0) / (_mid(fm) + 1.0)
+            gain, offset = min(max(gain, GAIN_LIMITS[0]), GAIN_LIMITS[1]), 0.0
+        if abs(gain - 1.0) < 0.01 and abs(offset + 128.0 * (gain - 1.0)) < 1.0:
+            self.tone = (1.0, 0.0)
+            return raw, bg
+        self.tone = (gain, offset)
+        frame = raw * np.float32(gain)
+        frame += np.float32(offset)
+        # Near-clipped pixels are bounds: a background pixel near white may hide anything
+        # brighter, a frame pixel near white anything brighter than it shows (and so for black).
+        if b_hi < math.inf:
+            np.minimum(frame, np.maximum(bg, np.float32(b_hi)), out=frame)
+        if b_lo > -math.inf:
+            np.maximum(frame, np.minimum(bg, np.float32(b_lo)), out=frame)
+        if f_hi < math.inf:
+            bg = np.minimum(bg, np.maximum(frame, np.float32(f_hi * gain + offset)))
+        if f_lo > -math.inf:
+            bg = np.maximum(bg, np.minimum(frame, np.float32(f_lo * gain + offset)))
+        return frame, bg
+
+    def _relit(self, levels: float = RELIGHT_LEVELS, gain_step: float = RELIGHT_GAIN) -> bool:
+        """Does the last photometric fit move mid-grey by `levels`, or the gain by `gain_step`
+        (log)?"""
+        gain, offset = self.tone
+        return abs(128.0 * gain + offset - 128.0) >= levels or abs(math.log(gain)) >= gain_step
+
+    def _relight(self, raw: np.ndarray) -> None:
+        """Re-express the background in the frame's light, once the fit explains the frame.
+
+        Learning alone would take `background_time` to follow a step in the light, and where
+        the light clipped to white (or black) on one side of the step the blend of old and new
+        background fits neither (a false change once the light goes back). Pixels next to a
+        clipped level carry no usable value: they take the frame's."""
+        gain, offset = self.tone
+        bg = self.background
+        assert bg is not None
+        f_lo, f_hi, b_lo, b_hi = self._levels
+        near = (bg >= b_hi) | (bg <= b_lo) | (raw >= f_hi) | (raw <= f_lo)
+        bg -= np.float32(offset)
+        bg *= np.float32(1.0 / gain)
+        np.copyto(bg, raw, where=near)
+        self.noise *= np.float32(1.0 / gain)
+        np.maximum(self.noise, 0.25, out=self.noise)
+        self.tone = (1.0, 0.0)
 
     def _is_light_change(self, raw: np.ndarray, bg: np.ndarray, changed: np.ndarray) -> bool:
         """A large sudden change: light (texture kept) or a big object (texture replaced)?"""

@@ -31,7 +31,7 @@ from av.video.reformatter import VideoReformatter
 from agent.capture import jpeg
 from agent.capture.decoder import Decoded, Decoder
 from agent.capture.gate import Gate
-from agent.capture.keyframes import Candidate, KeyframePicker, quality, sharpness
+from agent.capture.keyframes import Candidate, KeyframePicker, at_edge, quality, sharpness
 from agent.capture.motion import MotionDetector, MotionResult
 from agent.capture.recorder import ClipWriter, PacketBuffer, WrittenClip, publish
 from agent.capture.segmenter import Decision, EndClip, Segmenter, SplitClip, StartClip
@@ -389,16 +389,19 @@ class _Session:
         not every analysed frame of a long event (the decoder keeps the held frame's buffer)."""
         detector = self.detector
         assert detector is not None and detector.last_frame is not None
-        score = quality(r.score, sharpness(luma, r.box))
-        self._offer(r.t, score, detector.last_frame.copy, frame)
+        good = r.steady and not at_edge(r.box)  # else a fallback: cut off, or the light changing
+        score = quality(r.score, sharpness(luma, r.box), good)
+        self._offer(r.t, score, detector.last_frame.copy, frame, good)
 
-    def _offer(self, t: float, score: float, thumb: Callable[[], np.ndarray], image) -> None:
+    def _offer(
+        self, t: float, score: float, thumb: Callable[[], np.ndarray], image, good: bool = True
+    ) -> None:
         if self.pending is not None and t - self.window_start >= CANDIDATE_WINDOW:
             self._flush_candidate()
         if self.pending is None:
             self.window_start = t
         if self.pending is None or score > self.pending.score:
-            self.pending = Candidate(t, score, thumb(), image)
+            self.pending = Candidate(t, score, thumb(), image, good)
 
     def _flush_candidate(self) -> None:
         cand, self.pending = self.pending, None
