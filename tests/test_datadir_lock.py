@@ -54,6 +54,7 @@ def test_a_second_agent_on_one_data_dir_exits_2_naming_the_first(tmp_path):
     try:
         wait_answering(config, first, tmp_path / "first.log")
         assert lock.read_text().strip() == str(first.pid)
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o750  # made by the lock: private
 
         second = start(config, log=tmp_path / "second.log")
         try:

@@ -63,7 +63,7 @@ def holder(data_dir: Path) -> int | None:
 @contextlib.contextmanager
 def hold(data_dir: Path) -> Iterator[Path]:
     """Hold `data_dir`'s agent lock for the block; DataDirBusy if another agent holds it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # as the spool makes it: private
     path = data_dir / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
