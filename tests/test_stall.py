@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from agentproc import wait_for
+from agentproc import start, terminate, wait_for, write_config
 
 from agent.capture.source import (
     AuthError,
@@ -26,6 +26,7 @@ from agent.capture.source import (
     stalled,
 )
 from agent.config import CameraConfig
+from agent.service.status import fetch
 
 TIMEOUT = 3.0
 
@@ -252,3 +253,50 @@ def test_an_unsupported_codec_says_which(tmp_path):
             out.mux(packet)
     with pytest.raises(UnsupportedStream, match=r"video codec 'mjpeg' is not supported"):
         open_input(str(path))
+
+
+@pytest.mark.rtsp
+def test_the_daemon_status_shows_a_frozen_camera_stalled_on_time(
+    rtsp_server, rtsp_videos, tmp_path
+):
+    """The operator's view: `status` of the real daemon while its camera is frozen."""
+    server = rtsp_server({"/cam1": rtsp_videos["h264"]})
+    config = write_config(tmp_path, server.url("/cam1"), extra="")
+    config.write_text(
+        config.read_text().replace("realtime = true\n", "realtime = true\ntimeout = 3\n")
+    )
+    data = tmp_path / "data"
+    proc = start(config, log=tmp_path / "agent.log")
+
+    def camera() -> dict:
+        model = fetch(data) or {}
+        return (model.get("cameras") or [{}])[0]
+
+    try:
+        wait_for(lambda: camera().get("state") == "streaming", 60, "the camera to stream")
+        seen: list[tuple[float, str, float | None, str | None]] = []
+        with frozen(server) as at:
+
+            def observe() -> bool:
+                c = camera()
+                seen.append(
+                    (
+                        time.monotonic() - at,
+                        c.get("state"),
+                        c.get("last_frame_age_s"),
+                        c.get("last_error"),
+                    )
+                )
+                return c.get("state") == "reconnecting"
+
+            wait_for(observe, 30, "a reconnect attempt to fail")
+    finally:
+        terminate(proc)
+    streaming_late = [s for s in seen if s[1] == "streaming" and (s[2] or 0) > TIMEOUT + 1]
+    assert not streaming_late, f"status said streaming with no frame for {streaming_late[-1][2]} s"
+    stalled_seen = [s for s in seen if s[1] == "stalled"]
+    assert stalled_seen, seen
+    first = stalled_seen[0]
+    assert first[2] is not None and first[2] <= TIMEOUT + 1.3, first  # + one status look
+    assert first[3] == f"no packet for {TIMEOUT:g} s"
+    assert seen[-1][3].endswith(f"no answer within {TIMEOUT:g} s (timed out)"), seen[-1]
