@@ -82,6 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.service.supervisor import run
 
     path = Path(args.config or DEFAULT_CONFIG_PATH)
+    if args.log_format:  # the environment carries it to the camera and uploader processes
+        os.environ[logs.LOG_FORMAT_ENV] = args.log_format
     source = ConfigSource(path)
     logs.setup(source.config.agent.log_level)
     mode = path.stat().st_mode & 0o777
@@ -445,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
     run.add_argument(
         "--once", action="store_true", help="exit when every file source has ended (demo, batch)"
+    )
+    run.add_argument(
+        "--log-format",
+        choices=logs.LOG_FORMATS,
+        help="text (default: journald's timestamps, or ISO-8601 UTC ones elsewhere) or json",
     )
     run.set_defaults(func=cmd_run)
 

@@ -4,10 +4,15 @@ Under journald (systemd sets ``JOURNAL_STREAM`` to the device and inode of the s
 gave us) a line is ``LEVEL module: message`` and the journal adds its own timestamp. Anywhere
 else (a terminal, a container, a file) every line starts with an ISO-8601 UTC timestamp to
 the millisecond, ``2026-12-06T22:41:00.123Z``, so timing questions can be answered.
+
+``ipc-agent run --log-format json`` (or ``IPC_AGENT_LOG_FORMAT=json``, which is how the
+choice reaches the camera and uploader processes) prints one JSON object per line instead:
+``{"time", "level", "logger", "message"}``, for log shippers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -31,6 +36,28 @@ class UtcFormatter(RedactingFormatter):
         return f"{stamp}.{int(record.msecs):03d}Z"
 
 
+LOG_FORMAT_ENV = "IPC_AGENT_LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
+
+
+class JsonFormatter(UtcFormatter):
+    """One JSON object per line: time (ISO-8601 UTC), level, logger, message (redacted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = redact(record.getMessage())
+        if record.exc_info and record.exc_info[1] is not None:
+            message += f" | {type(record.exc_info[1]).__name__}: {redact(str(record.exc_info[1]))}"
+        return json.dumps(
+            {
+                "time": self.formatTime(record),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": message,
+            },
+            ensure_ascii=False,
+        )
+
+
 def under_journald(stream, environ=os.environ) -> bool:
     """Is `stream` the journal's? ``JOURNAL_STREAM`` names (``device:inode``) the stream
     systemd connected; a child whose stderr was redirected elsewhere inherits the variable,
@@ -45,7 +72,10 @@ def under_journald(stream, environ=os.environ) -> bool:
 
 
 def formatter(stream, environ=os.environ) -> logging.Formatter:
-    """The line format for `stream`: journald's own timestamps, or ours."""
+    """The line format for `stream`: JSON when asked for; else journald's own timestamps, or
+    ours."""
+    if environ.get(LOG_FORMAT_ENV) == "json":
+        return JsonFormatter()
     if under_journald(stream, environ):
         return RedactingFormatter("%(levelname)s %(name)s: %(message)s")
     return UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

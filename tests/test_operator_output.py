@@ -3,6 +3,7 @@ error, log lines with a timestamp outside journald."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -165,3 +166,26 @@ def test_an_inherited_journal_stream_for_another_file_still_gets_timestamps(tmp_
             [sys.executable, "-c", LOG_ONE_LINE], stderr=f, env=env, cwd=ROOT, check=True
         )
     assert re.match(r"\d{4}-\d\d-\d\dT", out.read_text()), out.read_text()
+
+
+def test_run_log_format_json_reaches_every_process_and_each_line_parses(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[agent]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[[cameras]]\nname = "cam1"\nurl = "{tmp_path / "missing.mp4"}"\n'
+    )
+    config.chmod(0o640)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--once", "--log-format", "json"]
+        + ["--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stderr.splitlines()]
+    assert records and all(set(r) == {"time", "level", "logger", "message"} for r in records)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"]) for r in records)
+    # The camera's own process logged this one: the format reached it.
+    assert any("missing.mp4: cannot open" in r["message"] for r in records), records
