@@ -16,7 +16,7 @@ costs its state: the next wake decodes that keyframe once more.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import av
@@ -54,20 +54,22 @@ class Decoder:
         """Would `decode(packets)` carry on from the decoder's state (no packet decoded twice)?"""
         return bool(packets) and packets[0] is self.first and self._after_last(packets) >= 0
 
-    def decode(self, packets: Sequence[MediaPacket]) -> list[Decoded]:
+    def decode(self, packets: Sequence[MediaPacket]) -> Iterator[Decoded]:
         """Decode consecutive packets that begin at a keyframe (or with the packet after the last
-        one fed), skipping those already decoded. Returns the frames that came out."""
+        one fed), skipping those already decoded. Yields the frames as they come out.
+
+        One at a time, on purpose: libavcodec's frame pool grows to the most frames alive at
+        once and never shrinks, so a catch-up that held a GOP's frames in a list kept ~3 MB per
+        1080p frame of it for good. Consume it whole before feeding the decoder again."""
         if not packets:
-            return []
+            return
         start = self._after_last(packets) if packets[0] is self.first else -1
         if start < 0:
             if not self.follows(packets[0]):
                 self.reset()
             start = 0
-        out: list[Decoded] = []
         for mp in packets[start:]:
-            out += self._feed(mp)
-        return out
+            yield from self._feed(mp)
 
     def still(self, mp: MediaPacket) -> list[Decoded]:
         """Decode a keyframe now, even where frames leave the decoder late (B-frames): then

@@ -33,8 +33,8 @@ def prepare(
     return frame.reformat(width=w, height=h, format="yuvj420p")
 
 
-def write_jpeg(frame: av.VideoFrame, path: Path, max_side: int) -> None:
-    """Encode `frame` (resized to `max_side`) as a baseline JPEG at `path`."""
+def encode_jpeg(frame: av.VideoFrame, max_side: int) -> bytes:
+    """`frame` (resized to `max_side`) as a baseline JPEG."""
     frame = prepare(frame, max_side)
     if frame.format.name != "yuvj420p":
         frame = frame.reformat(format="yuvj420p")
@@ -45,8 +45,17 @@ def write_jpeg(frame: av.VideoFrame, path: Path, max_side: int) -> None:
     ctx.time_base = Fraction(1, 25)
     ctx.qmin = ctx.qmax = JPEG_QSCALE
     packets = ctx.encode(frame) + ctx.encode(None)
+    return b"".join(bytes(p) for p in packets)
+
+
+def write_file(data: bytes, path: Path) -> None:
+    """`data` at `path`, fsync'd."""
     with open(path, "wb") as f:
-        for p in packets:
-            f.write(bytes(p))
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_jpeg(frame: av.VideoFrame, path: Path, max_side: int) -> None:
+    """Encode `frame` (resized to `max_side`) as a baseline JPEG at `path`."""
+    write_file(encode_jpeg(frame, max_side), path)

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -298,7 +298,7 @@ class _Session:
         else:  # the decoder stopped within this GOP (the gate slept): on from there
             self._use_frames(self.decoder.decode(self.buffer.since_last_keyframe()))
 
-    def _use_frames(self, decoded: list[Decoded]) -> None:
+    def _use_frames(self, decoded: Iterable[Decoded]) -> None:
         for p, frame in decoded:
             # Frames analysed already (before a catch-up started over) are not analysed again.
             last = None if self.detector is None else self.detector.last_t
@@ -410,12 +410,15 @@ class _Session:
         cand.image = self._prepare(cand.image)
         self.picker.add(cand)
 
-    def _prepare(self, image: av.VideoFrame) -> av.VideoFrame:
-        """A candidate's image as the pool keeps it (the substream session keeps packets)."""
-        return jpeg.prepare(image, self.cam.clip.keyframe_size, self.reformatter)
+    def _prepare(self, image: av.VideoFrame) -> bytes:
+        """A candidate's image as the pool keeps it: a JPEG (~0.1 MB; the picture itself at
+        1280x720 is 1.4 MB, times the pool's 8). The substream session keeps packets."""
+        size = self.cam.clip.keyframe_size
+        return jpeg.encode_jpeg(jpeg.prepare(image, size, self.reformatter), size)
 
-    def _image(self, cand: Candidate) -> av.VideoFrame | None:
-        """A chosen candidate's image, decoded if need be (None: it cannot be)."""
+    def _image(self, cand: Candidate) -> av.VideoFrame | bytes | None:
+        """A chosen candidate's image (a JPEG, or a frame to encode), decoded if need be (None:
+        it cannot be)."""
         return cand.image
 
     def _apply(self, decisions: list[Decision]) -> None:
@@ -497,7 +500,10 @@ class _Session:
                 continue
             final = written.path.with_name(f"{written.path.stem}_{len(keyframes)}.jpg")
             tmp = final.with_name(final.name + ".tmp")
-            jpeg.write_jpeg(image, tmp, self.cam.clip.keyframe_size)
+            if isinstance(image, bytes):
+                jpeg.write_file(image, tmp)
+            else:
+                jpeg.write_jpeg(image, tmp, self.cam.clip.keyframe_size)
             keyframes.append(Keyframe(final, tmp, cand.t))
         self.picker.drop_before(written.end)
         scores = clip.scores or [0.0]
