@@ -118,6 +118,9 @@ class AgentSettings:
     )
     data_dir: Path = Path("/var/lib/ipc-agent")
     log_level: str = _choice("info", ("debug", "info", "warning", "error"), "log verbosity")
+    # Cameras run as threads of a few worker processes (agent/service/supervisor.py): more per
+    # worker saves memory (~30 MB a worker); a crash inside libav takes its worker's cameras down.
+    cameras_per_worker: int = _num(4, 1, 32, "cameras sharing one worker process")
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.I)

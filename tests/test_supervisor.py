@@ -16,7 +16,7 @@ from agentproc import start, terminate, wait_for
 
 from agent.synth import make_scene
 
-STARTED = re.compile(r"camera (\S+) started \(pid (\d+)\)")
+STARTED = re.compile(r"camera (\S+) started in worker \d+ \(pid (\d+)\)")
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +24,13 @@ def video(tmp_path_factory) -> Path:
     return make_scene("static_noise", tmp_path_factory.mktemp("sup"), duration=6).path
 
 
-def config_text(tmp_path: Path, video: Path, post_roll: float = 5.0) -> str:
+def config_text(tmp_path: Path, video: Path, post_roll: float = 5.0, per_worker: int = 1) -> str:
     cams = "".join(
         f'[[cameras]]\nname = "{name}"\nurl = "{video}"\nloop = true\ntimeout = 1\n'
         for name in ("cam1", "cam2")
     )
     return (
-        f'[agent]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[agent]\ndata_dir = "{tmp_path / "data"}"\ncameras_per_worker = {per_worker}\n'
         + cams
         + f"[cameras.clip]\npost_roll = {post_roll}\n"
     )  # applies to cam2, the last camera
@@ -61,7 +61,8 @@ def test_a_camera_killed_with_sigkill_is_restarted_alone(agent):
     os.kill(before["cam1"][0], signal.SIGKILL)
     wait_for(lambda: len(pids(log).get("cam1", [])) == 2, 30, "cam1 to be restarted")
     text = log.read_text()
-    assert "camera cam1 died (killed by SIGKILL); restart #1" in text
+    assert re.search(r"worker \d+ \(pid \d+\) died \(killed by SIGKILL\): cam1 down with it", text)
+    assert "camera cam1 died (its worker died (killed by SIGKILL)); restart #1" in text
     assert pids(log)["cam2"] == before["cam2"], "another camera was restarted"
     assert proc.poll() is None
 
@@ -71,7 +72,8 @@ def test_a_hung_camera_is_killed_and_restarted(agent):
     first = pids(log)["cam1"][0]
     os.kill(first, signal.SIGSTOP)  # frozen: no crash, no exit, just no progress
     wait_for(lambda: len(pids(log).get("cam1", [])) == 2, 60, "the hung camera to be replaced")
-    assert re.search(r"camera cam1 hung \(no heartbeat for \d+ s\); killing it", log.read_text())
+    text = log.read_text()
+    assert re.search(r"camera cam1 hung \(no heartbeat for \d+ s\); killing worker \d+", text)
     assert len(pids(log)["cam2"]) == 1
 
 
