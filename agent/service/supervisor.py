@@ -161,6 +161,18 @@ def _rates(snap: dict, prev: dict, prev_at: float | None, at: float) -> None:
         snap["bitrate_kbps"] = max(0.0, (snap["bytes"] - prev.get("bytes", 0)) * 8 / dt / 1e3)
 
 
+def _restart_later(who: Camera | Child, name: str, reason: str, now: float) -> None:
+    """Schedule a restart of what died, with backoff (reset after HEALTHY_AFTER of life)."""
+    who.last_reason = reason
+    if now - who.started >= HEALTHY_AFTER:
+        who.backoff = BACKOFF[0]
+    delay = who.backoff
+    who.backoff = min(who.backoff * 2, BACKOFF[1])
+    who.restarts += 1
+    who.restart_at = now + delay
+    log.error("%s died (%s); restart #%d in %.0f s", name, reason, who.restarts, delay)
+
+
 class Supervisor:
     def __init__(self, source: ConfigSource) -> None:
         self.source = source
@@ -328,20 +340,7 @@ class Supervisor:
             log.info("camera %s finished", camera.name)
             camera.restart_at = None
             return
-        camera.last_reason = outcome
-        if now - camera.started >= HEALTHY_AFTER:
-            camera.backoff = BACKOFF[0]
-        delay = camera.backoff
-        camera.backoff = min(camera.backoff * 2, BACKOFF[1])
-        camera.restarts += 1
-        camera.restart_at = now + delay
-        log.error(
-            "camera %s died (%s); restart #%d in %.0f s",
-            camera.name,
-            outcome,
-            camera.restarts,
-            delay,
-        )
+        _restart_later(camera, f"camera {camera.name}", outcome, now)
 
     def check_worker(self, worker: Child, now: float) -> None:
         """One look at a camera worker: its reports, hung cameras, its death."""
@@ -443,15 +442,7 @@ class Supervisor:
             log.info("%s finished (exit code 0)", child.name)
             child.restart_at = None
             return
-        reason = hung or describe_exit(code)
-        child.last_reason = reason
-        if now - child.started >= HEALTHY_AFTER:
-            child.backoff = BACKOFF[0]
-        delay = child.backoff
-        child.backoff = min(child.backoff * 2, BACKOFF[1])
-        child.restarts += 1
-        child.restart_at = now + delay
-        log.error("%s died (%s); restart #%d in %.0f s", child.name, reason, child.restarts, delay)
+        _restart_later(child, child.name, hung or describe_exit(code), now)
 
     def check(self, now: float) -> None:
         for child in list(self.children.values()):
