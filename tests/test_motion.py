@@ -238,7 +238,9 @@ def test_a_light_change_and_back_is_never_motion(w, h, mode, ramp):
         moving = [(r.t, round(r.score, 5)) for r in results if r.motion]
         assert not moving, f"{mode} {change:+.0%} ramp {ramp}: motion at {moving}"
         unsteady = [r.t for r in results if not r.steady]
-        assert unsteady and min(unsteady) >= 4.0 - 1e-6, unsteady  # the light change is seen
+        assert all(t >= 4.0 - 1e-6 for t in unsteady), unsteady
+        if abs(change) >= 0.35:  # a marked change is seen (keyframes avoid it)
+            assert unsteady, f"{mode} {change:+.0%} ramp {ramp}: not seen"
 
 
 @pytest.mark.parametrize("walk", [0.0, 1.0], ids=["during", "after"])

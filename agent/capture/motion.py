@@ -38,6 +38,8 @@ from agent.config import MotionSettings
 NOISE_K = 4.0  # per-pixel threshold in units of the pixel's mean absolute deviation
 NEIGHBOURS = 4  # a changed pixel needs this many changed pixels in its 3x3 block (itself included)
 GLOBAL_FRACTION = 0.25  # this much of the frame changing at once triggers the structure check
+LIT_FRACTION = 0.02  # ...or this much while the light changes, if no more than...
+LIT_CONTENT = 0.1  # ...this much of it has new content (a lamp lighting its own pool)
 BLOCK = 8  # block size (analysis px) of the structure check
 STRUCTURE_NCC = 0.5  # a block whose correlation with the background is below this has new content
 FLAT_STD = 3.0  # a block flatter than this (luma std) has no texture to compare
@@ -57,7 +59,8 @@ TONE_REORDER = 10  # analyses between re-sorts of the sample by background level
 CLIP_SUSPECT = (24.0, 228.0)  # a picture reaching these levels may be clipped (TV or full range)
 RELIGHT_LEVELS = 6.0  # a fitted light change moving mid-grey this much re-expresses the bg...
 RELIGHT_GAIN = 0.05  # ...or its gain this much (log)...
-RELIGHT_FRACTION = 0.05  # ...if it leaves no more than this much of the frame changed
+RELIGHT_FRACTION = 0.05  # ...if it leaves no more than this much of the frame changed...
+RELIGHT_AFTER = 3.0  # ...within this many s of the light moving between two frames
 STEP_LEVELS, STEP_GAIN = 15.0, 0.14  # a step in the light: its noise is re-learnt (settling)
 STABLE_LEVELS = 2.0  # the frame's levels moved less than this since the last: light steady
 NEAR_CLIP = 12.0  # levels within this of a clipped extreme are only known as a bound
@@ -245,6 +248,7 @@ class MotionDetector:
         self.tone = (1.0, 0.0)  # last photometric fit: background = gain * frame + offset
         self._levels_seen: np.ndarray | None = None  # the last frame's level in each bin
         self._light_moved = False  # the frame's levels moved since the last frame (the light)
+        self._moved_at = -math.inf  # when they last did
         self._levels = (-math.inf, math.inf, -math.inf, math.inf)  # near-clipped: frame, bg
 
     def analyse(self, luma: np.ndarray, t: float) -> MotionResult:
@@ -268,8 +272,13 @@ class MotionDetector:
         if settling:  # the noise of a new light is being learnt, not known: a wider margin
             thresh *= SETTLE_MARGIN
         changed = (diff > thresh) & self.valid
-        large = changed.sum() > GLOBAL_FRACTION * self.valid_count
-        if large and self._is_light_change(raw, bg, changed):
+        # A large change, or a fair part of the picture changing while the light moves (a lamp
+        # lighting its own pool: more than one tone curve) is checked for structure.
+        changing = self._light_moved
+        n_changed = changed.sum()
+        large = n_changed > GLOBAL_FRACTION * self.valid_count
+        lit = changing and n_changed > LIT_FRACTION * self.valid_count
+        if (large or lit) and self._is_light_change(raw, bg, changed, not large):
             # Re-baseline: the new light is the new background. What moves through it differs
             # from the new background from the next analysis on, so it is still caught.
             bg[...] = raw
@@ -277,6 +286,15 @@ class MotionDetector:
             self.last_change.fill(-np.inf)
             self.settle_until = t + SETTLE_TIME
             return MotionResult(t, False, 0.0, None, global_change=True, steady=False)
+        unsteady = changing or settling or self._relit()
+        if unsteady and changed.any():
+            # While the light changes, a change the tone fit leaves (a lamp's pool of light, a
+            # shadow's edge) is told from an object block by block, as above: where the
+            # texture is kept it is light, and the background takes the new look there at once.
+            lit = changed & ~self._content(raw, bg)
+            if lit.any():
+                np.copyto(bg, frame, where=lit)
+                changed &= ~lit
         if previous is not None:
             self.last_change[np.abs(raw - previous) > thresh] = t
         hold = max(MOVE_HOLD, 2.5 * dt)  # at a low detect_fps, span at least two analyses
@@ -285,8 +303,7 @@ class MotionDetector:
         moving = changed & (_box_count(changed) >= NEIGHBOURS)
         area = int(moving.sum())
         motion = area >= self.min_pixels
-        changing = self._light_moved
-        if motion and (changing or settling or self._relit()):
+        if motion and unsteady:
             # While the light changes, what the fit does not explain is spread thinly over
             # the picture; an object is in one place: the least area must be in one region.
             motion = _densest(moving) >= self.min_pixels
@@ -298,13 +315,20 @@ class MotionDetector:
             a_bg = max(a_bg, 1.0 - math.exp(-dt / (SETTLE_TIME / 3)))
         # Re-express the background once the light stopped changing (not at every step of a
         # ramp: each fit's error would compound) and the fit explains the frame.
+        # A slow drift (dusk) is left to learning: only after the light moved between frames.
+        if changing:
+            self._moved_at = t
         relit = (
-            self._relit() and not changing and changed.sum() <= RELIGHT_FRACTION * self.valid_count
+            t - self._moved_at <= RELIGHT_AFTER
+            and not changing
+            and self._relit()
+            and changed.sum() <= RELIGHT_FRACTION * self.valid_count
         )
         if relit:
-            if self._relit(STEP_LEVELS, STEP_GAIN):  # a step: its noise is to be learnt
+            step = self._relit(STEP_LEVELS, STEP_GAIN)
+            if step:  # a step in the light: its noise is to be learnt
                 self.settle_until = t + SETTLE_TIME
-            self._relight(raw)
+            self._relight(raw, step)
         self._learn(raw, np.minimum(diff, thresh), moving, a_bg, a_fg, a_noise)
 
         box = None
@@ -403,33 +427,50 @@ class MotionDetector:
         gain, offset = self.tone
         return abs(128.0 * gain + offset - 128.0) >= levels or abs(math.log(gain)) >= gain_step
 
-    def _relight(self, raw: np.ndarray) -> None:
+    def _relight(self, raw: np.ndarray, step: bool) -> None:
         """Re-express the background in the frame's light, once the fit explains the frame.
 
         Learning alone would take `background_time` to follow a step in the light, and where
         the light clipped to white (or black) on one side of the step the blend of old and new
-        background fits neither (a false change once the light goes back). Pixels next to a
-        clipped level carry no usable value: they take the frame's."""
+        background fits neither (a false change once the light goes back). Where the frame is
+        clipped, the background goes no further than the clip; after a step, background pixels
+        next to a clipped level (their value only a bound) take the frame's."""
         gain, offset = self.tone
         bg = self.background
         assert bg is not None
         f_lo, f_hi, b_lo, b_hi = self._levels
-        near = (bg >= b_hi) | (bg <= b_lo) | (raw >= f_hi) | (raw <= f_lo)
+        lost = ((bg >= b_hi) | (bg <= b_lo)) if step else None
         bg -= np.float32(offset)
         bg *= np.float32(1.0 / gain)
-        np.copyto(bg, raw, where=near)
-        self.noise *= np.float32(1.0 / gain)
-        np.maximum(self.noise, 0.25, out=self.noise)
+        if f_lo > -math.inf or f_hi < math.inf:
+            np.clip(bg, f_lo - NEAR_CLIP, f_hi + NEAR_CLIP, out=bg)
+        if lost is not None:
+            np.copyto(bg, raw, where=lost)
+        if step:  # a first guess: sensor noise scales with the light (AGC makes it grow instead
+            # as the light fades slowly, which learning follows)
+            self.noise *= np.float32(1.0 / gain)
+            np.maximum(self.noise, 0.25, out=self.noise)
         self.tone = (1.0, 0.0)
 
-    def _is_light_change(self, raw: np.ndarray, bg: np.ndarray, changed: np.ndarray) -> bool:
-        """A large sudden change: light (texture kept) or a big object (texture replaced)?"""
+    def _content(self, raw: np.ndarray, bg: np.ndarray) -> np.ndarray:
+        """Per pixel: is it in a block whose content changed (not only its light)? The rows
+        and columns short of a whole block count as changed content."""
         blocks = structure_changed(raw, bg, self.noise)
         hb, wb = blocks.shape
-        structural = changed[: hb * BLOCK, : wb * BLOCK] & np.repeat(
-            np.repeat(blocks, BLOCK, axis=0), BLOCK, axis=1
-        )
-        return structural.sum() <= GLOBAL_FRACTION * self.valid_count
+        out = np.ones(self.shape, bool)
+        out[: hb * BLOCK, : wb * BLOCK] = np.repeat(np.repeat(blocks, BLOCK, axis=0), BLOCK, axis=1)
+        return out
+
+    def _is_light_change(
+        self, raw: np.ndarray, bg: np.ndarray, changed: np.ndarray, mostly: bool = False
+    ) -> bool:
+        """A large sudden change: light (texture kept) or a big object (texture replaced)?
+        `mostly`: a smaller change while the light moves is light only if nearly all of it
+        kept its texture (an object walking through it is a good part of what changed)."""
+        structural = int((changed & self._content(raw, bg)).sum())
+        if mostly:
+            return structural <= LIT_CONTENT * int(changed.sum())
+        return structural <= GLOBAL_FRACTION * self.valid_count
 
     def _learn(
         self,
