@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from agent.capture.pipeline import FinishedClip
+from agent.capture.session import FinishedClip
 from agent.spool import STOP_RECORDING, ClipRecord, Spool
 
 

@@ -43,13 +43,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import av
 import numpy as np
 
 from agent.capture.keyframes import Candidate, quality, sharpness
 from agent.capture.motion import MotionResult
-from agent.capture.pipeline import CameraPipeline, CameraStats, StreamChanged, _Session
+from agent.capture.session import CameraStats, Owner, Session, StreamChanged
 from agent.capture.source import Connection, MediaPacket, Source, SourceError
 from agent.config import redact
 
@@ -60,6 +61,13 @@ AHEAD = 10.0  # s the sub-stream of a file read as fast as possible may run ahea
 IMAGE_REACH = 0.3  # s after a main-stream keyframe a keyframe image may lie (decoding cost)
 MAX_QUEUED = 1000  # verdicts held for the main loop (live: it is never far behind)
 UP = ("connecting", "streaming")  # sub-stream source states that may still deliver
+
+
+class MainCamera(Owner, Protocol):
+    """What the sub-stream's parts need of the camera (agent/capture/pipeline.py)."""
+
+    source: Source
+    substream: SubstreamDetection | None
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,7 @@ class SubstreamDetection:
     """The sub-stream's connections and detection, in a thread; duck-types the pipeline for
     `_DetectSession` (cam, stats, stop; it never cuts clips)."""
 
-    def __init__(self, pipe: CameraPipeline) -> None:
+    def __init__(self, pipe: MainCamera) -> None:
         main = pipe.cam
         self.cam = dataclasses.replace(main, url=main.detect_url, detect_url="")
         self.stop = threading.Event()  # set when the camera's loop ends
@@ -204,7 +212,7 @@ class SubstreamDetection:
             self.verdicts.end()
 
 
-class _DetectSession(_Session):
+class _DetectSession(Session):
     """One sub-stream connection: gate, decoding and detection as for a camera's own stream,
     verdicts out to the main stream instead of to a segmenter (so it never opens a clip)."""
 
@@ -243,11 +251,11 @@ class GopRef:
         return self.packets[-1].t
 
 
-class _MainSession(_Session):
+class _MainSession(Session):
     """One main-stream connection: buffer, segmenter and clips as ever; motion verdicts from
     the sub-stream while it is there, from its own decoding while it is not."""
 
-    def __init__(self, pipe: CameraPipeline, conn: Connection, sub: SubstreamDetection) -> None:
+    def __init__(self, pipe: MainCamera, conn: Connection, sub: SubstreamDetection) -> None:
         super().__init__(pipe, conn)
         self.verdicts = sub.verdicts
         self.on_sub = True
@@ -371,7 +379,7 @@ class _MainSession(_Session):
         return frames[min(rank, len(frames) - 1)]
 
 
-def run_with_substream(pipe: CameraPipeline) -> None:
+def run_with_substream(pipe: MainCamera) -> None:
     """`CameraPipeline.run` for a camera with a `detect_url`."""
     sub = SubstreamDetection(pipe)
     pipe.substream = sub
