@@ -14,10 +14,8 @@ import json
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
@@ -293,62 +291,16 @@ def test_cli_replay_reports_each_bad_input_in_one_line_without_a_traceback(corpu
 # -- in the daemon, beside a good camera -------------------------------------------------------
 
 
-class MjpegCamera:
-    """An HTTP camera serving MJPEG (multipart/x-mixed-replace), as many cheap cameras do."""
-
-    def __init__(self, jpegs: list[bytes]) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    for i in range(10_000):
-                        jpeg = jpegs[i % len(jpegs)]
-                        self.wfile.write(
-                            b"--frame\r\nContent-Type: image/jpeg\r\n"
-                            + f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
-                            + jpeg
-                            + b"\r\n"
-                        )
-                except OSError:  # the client hung up
-                    return
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/video.mjpg"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def mjpeg_camera(corpus) -> Iterator[MjpegCamera]:
-    with av.open(str(corpus["mjpeg"])) as src:
-        jpegs = [bytes(p) for p in src.demux(video=0) if p.size][:20]
-    camera = MjpegCamera(jpegs)
-    yield camera
-    camera.close()
-
-
 def status_json(config: Path) -> dict:
     proc = cli("status", "--json", "--config", str(config))
     assert "Traceback" not in proc.stderr, proc.stderr
     return json.loads(proc.stdout) if proc.returncode == 0 else {}
 
 
-def test_bad_cameras_show_why_in_status_and_leave_the_good_one_alone(
-    corpus, tmp_path, mjpeg_camera
-):
+def test_bad_cameras_show_why_in_status_and_leave_the_good_one_alone(corpus, tmp_path):
     cams: dict[str, tuple[str, str]] = {
         "good": (str(corpus["good"]), "loop = true"),
-        "mjpeg-http": (mjpeg_camera.url, ""),
+        "mjpeg": (str(corpus["mjpeg"]), ""),
         "audio": (str(corpus["audio-aac"]), ""),
         "garbage": (str(corpus["garbage"]), ""),
         "no-sps": (str(corpus["no-sps-pps"]), "loop = true"),
@@ -367,7 +319,7 @@ def test_bad_cameras_show_why_in_status_and_leave_the_good_one_alone(
     proc = start(config, log=log)
     try:
         expected: dict[str, tuple[str, str]] = {
-            "mjpeg-http": ("unsupported", "video codec 'mjpeg' is not supported"),
+            "mjpeg": ("unsupported", "video codec 'mjpeg' is not supported"),
             "audio": ("unsupported", "no video stream"),
             "garbage": ("failed", "cannot open"),
             "no-sps": ("streaming", "no frame decoded"),
@@ -398,7 +350,7 @@ def test_bad_cameras_show_why_in_status_and_leave_the_good_one_alone(
         assert cameras["good"]["last_error"] is None, cameras["good"]
         final = {c["name"]: c for c in status_json(config)["cameras"]}
         assert final["good"]["pid"] == good_pid and final["good"]["restarts"] == 0, final["good"]
-        for name in ("audio", "garbage", "mjpeg-http", "no-sps"):
+        for name in ("audio", "garbage", "mjpeg", "no-sps"):
             assert final[name]["restarts"] == 0, f"{name} crashed: {final[name]}"
         assert rows[0]["codec"] == "h264"
         text = cli("status", "--config", str(config)).stdout
