@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.capture.keyframes import Candidate, KeyframePicker, is_blank, sharpness
+from agent.capture.keyframes import (
+    Candidate,
+    KeyframePicker,
+    at_edge,
+    is_blank,
+    quality,
+    sharpness,
+)
 
 RNG = np.random.default_rng(0)
 BASE = RNG.uniform(40, 200, (90, 160)).astype(np.float32)
@@ -77,3 +84,26 @@ def test_sharpness_prefers_a_sharp_object_to_a_blurred_one():
     blurred = np.full((100, 100), 128, np.uint8)
     box = (0.2, 0.2, 0.8, 0.8)
     assert sharpness(sharp, box) > 100 * max(sharpness(blurred, box), 1.0)
+
+
+def test_motion_at_the_picture_edge_is_cut_off_but_at_the_top_is_not():
+    assert at_edge((0.0, 0.3, 0.1, 0.8)) and at_edge((0.9, 0.3, 1.0, 0.8))
+    assert at_edge((0.4, 0.5, 0.5, 1.0))  # its feet (or a car's wheels) below the picture
+    assert not at_edge((0.4, 0.0, 0.5, 0.6)) and not at_edge((0.1, 0.2, 0.9, 0.9))
+    assert not at_edge(None)
+    assert quality(0.01, 100.0, good=False) < quality(0.01, 100.0)
+
+
+def test_fallbacks_fill_in_only_when_the_good_frames_run_out():
+    picker = KeyframePicker(4, capacity=40)
+    for i in range(20):  # fallbacks (entering, leaving, light changing) score higher here
+        good = 4 <= i < 16
+        picker.add(Candidate(i, 1.0 if good else 5.0, thumb(i * 7), good=good))
+    chosen = picker.pick(0, 20)
+    assert len(chosen) == 4 and all(c.good for c in chosen), [(c.t, c.good) for c in chosen]
+    assert chosen[0].t < 7 and chosen[-1].t >= 13  # still spread over the good stretch
+    few = KeyframePicker(4, capacity=40)
+    for i in range(6):
+        few.add(Candidate(i, 1.0, thumb(i * 20), good=i in (2, 3)))
+    chosen = few.pick(0, 6)
+    assert len(chosen) == 4 and sum(c.good for c in chosen) == 2
