@@ -6,7 +6,8 @@ to JPEG happens at the edge (agent/capture/jpeg.py).
 A good keyframe shows the moving object large, sharp and whole, in steady light; the set is
 spread over the event and no two images are alike, and none is a blank or a flash. A frame
 whose motion touches the picture's edge (the object is coming in or leaving: part of it is
-outside) or taken while the light changes is a *fallback*: picked only when the good ones
+outside) or taken while the light changes, or one whose motion is a trace of the event's
+strongest (a flicker after the object left), is a *fallback*: picked only when the good ones
 run out. The candidate pool is bounded: when it
 is full, of the two candidates closest in time the weaker one goes, so the pool keeps both
 spread and quality however long the event runs, and memory stays fixed.
@@ -26,6 +27,7 @@ ALIKE_LEVELS = 12.0  # luma difference that counts as a visible change between t
 ALIKE_FRACTION = 0.0005  # two thumbnails differing in fewer pixels than this are the same picture
 EDGE = 0.01  # motion this close (0..1 coords) to the picture's side or bottom edge touches it
 FALLBACK = 0.25  # score factor of a fallback frame (edge or light change)
+WEAK = 0.3  # a frame scoring under this fraction of the event's best is a fallback too
 
 
 @dataclass
@@ -113,7 +115,9 @@ class KeyframePicker:
         """Up to `count` candidates within [start, end): spread in time, strong, all different."""
         inside = [c for c in self.pool if start <= c.t < end]
         chosen: list[Candidate] = []
-        for cands in ([c for c in inside if c.good], inside):
+        strong = max((c.score for c in inside), default=0.0)
+        good = [c for c in inside if c.good and c.score >= WEAK * strong]
+        for cands in (good, inside):
             self._pick(cands, chosen)
         return sorted(chosen, key=lambda c: c.t)
 
