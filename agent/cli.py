@@ -62,6 +62,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"ipc-agent replay: {exc}", file=sys.stderr)
             return 1
         raise
+    if getattr(args, "debug", False):
+        from agent.pictures import debug_video
+        from agent.replay import replay_camera
+
+        cam = replay_camera(Path(args.video), config, args.camera)
+        path = debug_video(Path(args.video), out, cam, clips)
+        if not args.json:
+            print(f"annotated video: {path}")
     if not args.json:
         print(f"{len(clips)} clip(s) in {out}")
     return 0
@@ -441,7 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--camera", help="use this configured camera's overrides and mask")
     r.add_argument("--out", help="folder for clips and keyframes (default: ./replay-<time>)")
     r.add_argument("--json", action="store_true", help="one JSON object per clip on stdout")
+    r.add_argument("--debug", action="store_true", help="also write an annotated debug.mp4")
     r.set_defaults(func=cmd_replay)
+
+    from agent import tune
+
+    tune.add_parser(sub)
 
     run = sub.add_parser("run", help="run every configured camera until SIGTERM")
     run.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")

@@ -240,6 +240,7 @@ class MotionDetector:
         self.noise = np.full(self.shape, settings.threshold / NOISE_K, np.float32)
         self.last_change = np.full(self.shape, -np.inf, np.float32)  # when each pixel last changed
         self.frames = 0
+        self.moving: np.ndarray | None = None  # the last verdict's moving pixels
         self.last_t: float | None = None
         self.settle_until = -math.inf
         self._init: list[np.ndarray] = []  # frames the first background is made of
@@ -301,6 +302,7 @@ class MotionDetector:
         changed &= (t - self.last_change) <= hold
 
         moving = changed & (_box_count(changed) >= NEIGHBOURS)
+        self.moving = moving  # for pictures of what it saw (agent/pictures.py)
         area = int(moving.sum())
         motion = area >= self.min_pixels
         if motion and unsteady:
