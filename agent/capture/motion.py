@@ -332,6 +332,8 @@ class MotionDetector:
                 self.settle_until = t + SETTLE_TIME
             self._relight(raw, step)
         self._learn(raw, np.minimum(diff, thresh), moving, a_bg, a_fg, a_noise)
+        if settling:  # noise learnt fast is noisy per pixel: none quieter than its neighbours
+            np.maximum(self.noise, _local_mean(self.noise, BLOCK), out=self.noise)
 
         box = None
         if motion:
