@@ -108,3 +108,53 @@ def test_horizon_covers_pre_roll_min_event_and_two_gops():
     for i in range(50):
         seg.packet(i / FPS, i % FPS == 0)
     assert seg.horizon() >= 3 + 1 + 2 * GOP
+
+
+# -- an end held while the gate sleeps in the post-roll -------------------------------------------
+
+
+def open_event(seg: Segmenter, until: float) -> None:
+    """Keyframes every GOP, motion from 1 s to `until`: an event is open."""
+    t = 0.0
+    while t <= until + 1e-9:
+        seg.packet(t, keyframe=abs(t - round(t)) < 1e-9)
+        if t >= 1.0:
+            seg.motion(t, True)
+        t = round(t + 1 / FPS, 6)
+
+
+def test_the_end_waits_until_detection_has_looked_past_it():
+    seg = Segmenter(ClipSettings(post_roll=2.0, min_event=0.5, pre_roll=0.0))
+    open_event(seg, 3.0)
+    assert seg.recording and seg.end == pytest.approx(5.0)
+    # The gate fell asleep at 3.5 s: nothing looked at after it.
+    assert seg.packet(5.0, keyframe=False, settled=3.5) == []
+    assert seg.packet(5.9, keyframe=False, settled=3.5) == []
+    assert seg.recording
+    # The keyframe at 6 s was analysed quiet: the end is settled where it always was.
+    assert seg.packet(6.1, keyframe=False, settled=6.0) == [EndClip(5.0, 3.0)]
+    assert not seg.recording and seg.end == float("inf")
+
+
+def test_motion_found_before_the_held_end_carries_the_event_on():
+    seg = Segmenter(ClipSettings(post_roll=2.0, min_event=0.5, pre_roll=0.0))
+    open_event(seg, 3.0)
+    seg.packet(5.5, keyframe=False, settled=3.5)
+    # A wake's catch-up finds motion at 4.5 s, before the held end: the same event, longer.
+    assert seg.motion(4.5, True) == []
+    assert seg.recording and seg.end == pytest.approx(6.5)
+    assert seg.packet(6.0, keyframe=True, settled=None) == []
+
+
+def test_a_frame_past_the_held_end_settles_it_and_later_motion_is_a_new_event():
+    seg = Segmenter(ClipSettings(post_roll=2.0, min_event=0.5, pre_roll=0.0))
+    open_event(seg, 3.0)
+    for t in (4.0, 5.0, 6.0, 7.0):
+        seg.packet(t, keyframe=True, settled=3.5)  # asleep: every end held
+    assert seg.recording
+    # The catch-up from 6 s (a wake at 7 s) analyses 6.0 quiet: past the end of 5 s.
+    assert seg.motion(6.0, False) == [EndClip(5.0, 3.0)]
+    for t in (6.6, 6.8, 7.0):
+        assert seg.motion(t, True) == []
+    decisions = seg.motion(7.2, True)
+    assert [type(d) for d in decisions] == [StartClip] and decisions[0].event_start == 6.6

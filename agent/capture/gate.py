@@ -36,8 +36,12 @@ detected from the frame where it began:
 - woken by frame sizes, from this GOP's keyframe (or where it fell asleep in it);
 - woken by the keyframe analysis (something is visible at a keyframe, or the light changed),
   from the keyframe before, since what is seen now may have begun anywhere in the last GOP.
-It stays awake while there is motion and `hold` seconds after (the post-roll), and while a
-clip is open. It decodes everything ("full") only where there is nothing to gain: a camera
+It stays awake while there is motion and `hold` seconds after (long enough to see a burst
+become an event), and sleeps through the rest of a clip's post-roll: the segmenter holds the
+clip's end until detection has looked past it (the next keyframe analysed, or a wake's
+catch-up), so an event goes on exactly as with every frame decoded. A `busy` caller (the
+sub-stream, whose main stream's clip cannot wait for it) keeps it awake while a clip is open.
+It decodes everything ("full") only where there is nothing to gain: a camera
 that sends only keyframes, or a GOP longer than `max_gop` (keyframes too seldom to watch the
 scene by); keyframes that stop coming wake it.
 
@@ -114,7 +118,8 @@ class Gate:
 
     # -- what the pipeline calls ---------------------------------------------------------------
     def packet(self, t: float, size: int, key: bool, pts: float, busy: bool = False) -> Wake | None:
-        """Every packet in arrival order, before it is decoded. `busy`: a clip is open.
+        """Every packet in arrival order, before it is decoded. `busy`: stay awake (a clip is
+        open whose end cannot wait for a keyframe).
 
         Returns a Wake when the gate wakes at this packet; after it, `awake` says whether this
         packet and the following ones are to be decoded.

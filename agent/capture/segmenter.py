@@ -9,6 +9,12 @@ Rules (all times are media seconds on the camera's timeline):
   two bursts closer than `post_roll` are one event.
 - A clip starts at the last keyframe at or before `event start - pre_roll`, so it plays from its
   first frame; it never starts before the end of the previous clip if a keyframe allows that.
+- While the compressed-domain gate sleeps in the post-roll, detection has looked only as far as
+  the last frame it analysed (`settled`): the event's end then waits until detection has looked
+  past it (the next keyframe analysed; motion found on the way extends the event instead), so
+  sleeping there never splits an event the gate-off pipeline would have kept whole. The
+  packets after the end wait too (`end` says where it is), and go into the clip only if the
+  event goes on.
 - A clip reaching `max_clip` is split at a keyframe: the next clip starts exactly where the last
   one ended, so a long event becomes back-to-back clips with no gap. The split happens at the
   last keyframe that keeps the clip within `max_clip` (judged by the GOP length seen so far).
@@ -16,6 +22,7 @@ Rules (all times are media seconds on the camera's timeline):
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -63,15 +70,23 @@ class Segmenter:
         """How far back (s) packets must be kept to honour pre-roll and min_event."""
         return self.s.pre_roll + self.s.min_event + self.burst_gap + 2 * self.gop + 1.0
 
-    def packet(self, t: float, keyframe: bool) -> list[Decision]:
-        """Called for every packet, before the recorder stores it."""
+    @property
+    def end(self) -> float:
+        """Where the open clip ends unless motion comes first (infinity with none open)."""
+        if self.clip_start is None or self.last_motion is None:
+            return math.inf
+        return self.last_motion + self.s.post_roll
+
+    def packet(self, t: float, keyframe: bool, settled: float | None = None) -> list[Decision]:
+        """Called for every packet, before the recorder stores it. `settled`: how far
+        detection has looked, when short of `t` (the gate sleeps); None: up to `t`."""
         self.last_t = t
         out: list[Decision] = []
         if self.clip_start is not None:
-            assert self.last_motion is not None
-            end = self.last_motion + self.s.post_roll
+            end = self.end
             if t >= end:
-                out.append(self._end(end))
+                if settled is None or settled >= end:
+                    out.append(self._end(end))
             elif keyframe and t > self.clip_start:
                 gop = self.gop or 0.0
                 if t + gop > self.clip_start + self.s.max_clip + 1e-6:
@@ -87,11 +102,15 @@ class Segmenter:
 
     def motion(self, t: float, moving: bool) -> list[Decision]:
         """Called for every analysed frame, after its packet went through `packet`."""
+        out: list[Decision] = []
+        if self.clip_start is not None and t >= self.end:
+            # A frame past the held end (a wake's catch-up): the end is settled, before this.
+            out.append(self._end(self.end))
         if not moving:
             short = self.event_start is None and self.last_motion is not None
             if short and t - self.last_motion > self.burst_gap:
                 self.burst_start = None  # the burst ended short of min_event: noise
-            return []
+            return out
         if (
             self.burst_start is None
             or (self.last_motion is not None and t - self.last_motion > self.burst_gap)
@@ -102,8 +121,8 @@ class Segmenter:
             self.event_start = self.burst_start
             at = self._clip_start(self.event_start)
             self.clip_start = at
-            return [StartClip(at, self.event_start)]
-        return []
+            out.append(StartClip(at, self.event_start))
+        return out
 
     def finish(self) -> list[Decision]:
         """End of stream or shutdown: close an open clip after the last packet seen."""

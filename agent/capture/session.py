@@ -129,6 +129,7 @@ class _OpenClip:
         self.clip_id = clip_id
         self.event_start = event_start
         self.scores: list[float] = []
+        self.held: deque[MediaPacket] = deque()  # past the event's end, until it is settled
 
 
 @dataclass
@@ -188,9 +189,21 @@ class Session:
         self.pipe.stats.gate = m.gate
         if m.gate == "off":
             return None
-        # Awake after motion for the post-roll, and long enough to see a burst become an event.
-        hold = max(self.cam.clip.post_roll, self.cam.clip.min_event + self.burst_gap)
+        # Awake after motion long enough to see a burst become an event; the rest of the
+        # post-roll may be slept through: the clip's end waits for it to be settled.
+        hold = self.cam.clip.min_event + self.burst_gap
         return Gate(m.gate_threshold, m.gate_probe, hold)
+
+    def _settled(self) -> float | None:
+        """How far detection has looked, when short of the packet in hand: while the gate
+        sleeps, the last frame analysed (the last keyframe, or where it fell asleep)."""
+        if self.gate is None or self.gate.awake or self.detector is None:
+            return None
+        return self.detector.last_t
+
+    def _busy(self) -> bool:
+        """Must the gate stay awake? Not for an open clip: its end waits to be settled."""
+        return False
 
     def _restart(self) -> None:
         self._apply(self.segmenter.finish())
@@ -208,14 +221,12 @@ class Session:
         stats.bytes += mp.packet.size
         stats.last_packet_wall = time.time()
         self.current = mp
-        self._apply(self.segmenter.packet(mp.t, mp.key))
+        self._apply(self.segmenter.packet(mp.t, mp.key, self._settled()))
         self.buffer.push(mp)
         if self.clip is not None:
-            try:
-                self.clip.writer.write(mp)
-            except OSError as exc:  # a full disk: this clip is lost, never the camera
-                self._discard(self.clip, exc)
-        self._detect_packet(mp, self.segmenter.recording)
+            self.clip.held.append(mp)
+            self._flush(self.segmenter.end)
+        self._detect_packet(mp, self._busy())
         self.buffer.trim(self.segmenter.horizon(), self.marks[0].t if self.marks else None)
 
     def _detect_packet(self, mp: MediaPacket, busy: bool) -> None:
@@ -378,15 +389,28 @@ class Session:
         it cannot be)."""
         return cand.image
 
+    def _flush(self, until: float) -> None:
+        """Write the open clip's held packets, in order, up to the first at or after `until`."""
+        clip = self.clip
+        if clip is None:
+            return
+        try:
+            while clip.held and clip.held[0].t < until:
+                clip.writer.write(clip.held.popleft())
+        except OSError as exc:  # a full disk: this clip is lost, never the camera
+            self._discard(clip, exc)
+
     def _apply(self, decisions: list[Decision]) -> None:
         for d in decisions:
             if isinstance(d, StartClip):
                 self._open(d.at, d.event_start)
             elif isinstance(d, SplitClip):
                 event_end = self.segmenter.last_motion if self.segmenter.last_motion else d.at
+                self._flush(d.at)
                 self._close(min(event_end, d.at))
                 self._open(d.at, d.at, from_buffer=False)  # the split keyframe is this packet
             elif isinstance(d, EndClip):
+                self._flush(d.at)
                 self._close(d.event_end)
 
     def _open(self, at: float, event_start: float, *, from_buffer: bool = True) -> None:

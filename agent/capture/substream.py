@@ -226,7 +226,8 @@ class _DetectSession(Session):
         self.verdicts.advance(mp.wall, self.pipe.stop)
 
     def _detect_packet(self, mp: MediaPacket, busy: bool) -> None:
-        super()._detect_packet(mp, self.verdicts.recording)  # the main stream's clip counts
+        # The main stream's clip keeps the gate awake: its end cannot wait for this stream.
+        super()._detect_packet(mp, self.verdicts.recording)
 
     def _use(self, frame, luma: np.ndarray, result: MotionResult, mp: MediaPacket) -> None:
         self.pipe.stats.frames_analysed += 1
@@ -267,7 +268,7 @@ class _MainSession(Session):
     def _detect_packet(self, mp: MediaPacket, busy: bool) -> None:
         v = self.verdicts
         assert mp.wall is not None
-        v.note_main(mp.wall, busy)
+        v.note_main(mp.wall, self.segmenter.recording)
         if not self.started:  # what the sub-stream saw before this connection is not ours
             self.started = True
             v.drop(mp.wall - 1.0 / self.cam.motion.detect_fps)
@@ -286,6 +287,9 @@ class _MainSession(Session):
             return
         v.drop(mp.wall)
         super()._detect_packet(mp, busy)
+
+    def _settled(self) -> float | None:
+        return None if self.on_sub else super()._settled()
 
     def last_analysed_wall(self, mp: MediaPacket) -> float:
         """Wall time of the main stream's last own analysis (verdicts before it are stale)."""
