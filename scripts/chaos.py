@@ -599,7 +599,8 @@ class Chaos:
         if not cams:
             return None
         c = self.rng.choice(cams)
-        return f"camera {c['name']}", c["pid"]
+        # Cameras run in workers: killing this one's takes its worker's other cameras too.
+        return f"camera {c['name']} ({c.get('worker') or 'its worker'})", c["pid"]
 
     def sigkill(self, kind: str, which: str, detail: str = "") -> bool:
         with self.lock:
