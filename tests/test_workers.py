@@ -143,3 +143,49 @@ def test_children_end_when_the_supervisor_is_killed_and_the_next_start_recovers(
     finally:
         assert terminate(proc) == 0
     assert_catalog_matches_disk(data_dir)
+
+
+def cameras_text(tmp_path: Path, video: Path, cams: dict[str, int]) -> str:
+    """A config of cameras by name: timeout (s), two per worker."""
+    return f'[agent]\ndata_dir = "{tmp_path / "data"}"\ncameras_per_worker = 2\n' + "".join(
+        f'[[cameras]]\nname = "{n}"\nurl = "{video}"\nloop = true\ntimeout = {t}\n'
+        for n, t in cams.items()
+    )
+
+
+def test_reloads_restart_only_the_changed_camera_inside_its_worker(tmp_path, video):
+    config = tmp_path / "agent.toml"
+    config.write_text(cameras_text(tmp_path, video, {"cam1": 2, "cam2": 2}))
+    log = tmp_path / "agent.log"
+    proc = start(config, log=log)
+
+    def streaming(names: set[str]) -> dict | None:
+        now = cameras(config)
+        ok = set(now) == names and all(c["state"] == "streaming" for c in now.values())
+        return now if ok else None
+
+    def started(name: str) -> int:
+        return log.read_text().count(f"camera {name} started")
+
+    try:
+        first = wait_for(lambda: streaming({"cam1", "cam2"}), 60, "both cameras streaming")
+        worker = first["cam1"]["pid"]
+        assert first["cam2"]["pid"] == worker
+        # cam2's settings change and cam3 is added: cam2 restarts alone, in its worker; cam3
+        # goes to a second worker (the first is full); cam1 is left alone.
+        config.write_text(cameras_text(tmp_path, video, {"cam1": 2, "cam2": 3, "cam3": 2}))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: started("cam2") == 2, 30, "cam2 to restart")
+        after = wait_for(lambda: streaming({"cam1", "cam2", "cam3"}), 60, "three cameras")
+        assert after["cam1"]["pid"] == worker and after["cam2"]["pid"] == worker
+        assert after["cam3"]["pid"] not in (None, worker)
+        assert all(c["restarts"] == 0 for c in after.values()), after
+        assert started("cam1") == 1
+        # cam1 is removed: it stops; its worker runs on with cam2.
+        config.write_text(cameras_text(tmp_path, video, {"cam2": 3, "cam3": 2}))
+        proc.send_signal(signal.SIGHUP)
+        last = wait_for(lambda: streaming({"cam2", "cam3"}), 60, "cam1 gone")
+        assert last["cam2"]["pid"] == worker and started("cam2") == 2
+    finally:
+        assert terminate(proc) == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()
