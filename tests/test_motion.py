@@ -252,7 +252,7 @@ def test_a_person_walking_during_or_right_after_a_light_change_is_caught(w, h, c
         with_person = [(r, p) for r, p in results if p is not None][1:]
         caught = [(r, p) for r, p in with_person if r.motion]
         assert len(caught) >= 0.8 * len(with_person), (mode, [r.t for r, _ in caught])
-        for r, (x, y, pw, ph) in caught:  # the person, not the light: about its size, where it is
+        for r, (x, _, pw, ph) in caught:  # the person, not the light: its size, where it is
             assert r.score < 2 * pw * ph / (w * h), (mode, r.t, r.score)
             assert r.box[0] <= (x + pw) / w and r.box[2] >= x / w, (mode, r.t, r.box, x / w)
         before = [r for r, p in results if p is None and r.t < 4.0 + walk]
