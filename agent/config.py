@@ -119,8 +119,17 @@ class AgentSettings:
     data_dir: Path = Path("/var/lib/ipc-agent")
     log_level: str = _choice("info", ("debug", "info", "warning", "error"), "log verbosity")
     # Cameras run as threads of a few worker processes (agent/service/supervisor.py): more per
-    # worker saves memory (~30 MB a worker); a crash inside libav takes its worker's cameras down.
-    cameras_per_worker: int = _num(4, 1, 32, "cameras sharing one worker process")
+    # worker saves memory (~20 MB a worker); a crash inside libav takes its worker's cameras down.
+    cameras_per_worker: int = _num(
+        0, 0, 32, "cameras sharing one worker process; 0: a quarter of the cameras, 1 to 8"
+    )
+
+    def per_worker(self, cameras: int) -> int:
+        """Cameras per worker process for `cameras` cameras (`cameras_per_worker`, or auto:
+        4 workers at most until there are 32 cameras, so one crash takes a quarter down)."""
+        if self.cameras_per_worker:
+            return self.cameras_per_worker
+        return min(8, max(1, -(-cameras // 4)))
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.I)

@@ -419,19 +419,41 @@ def peak_rss_of(pid: int) -> float:
 class Daemon:
     """`ipc-agent run` on a generated config in a temp data_dir (no [cloud])."""
 
-    def __init__(self, tmp: Path, cameras: list[tuple[str, str]], extra: str = "") -> None:
+    # An uploader whose cloud refuses every connection (port 9 on loopback): its process is
+    # there, with what it imports, and backs off; what it costs in memory is counted.
+    UNREACHABLE_CLOUD = (
+        '[cloud]\nregion = "cn-shanghai"\nbucket = "bench-bucket"\n'
+        'search_lib = "IPCamera_bench"\noss_endpoint = "http://127.0.0.1:9"\n'
+        'ice_endpoint = "http://127.0.0.1:9"\n'
+    )
+
+    def __init__(
+        self,
+        tmp: Path,
+        cameras: list[tuple[str, str]],
+        extra: str = "",
+        agent_extra: str = "",
+        uploader: bool = False,
+    ) -> None:
         self.tmp = tmp
         self.config = tmp / "agent.toml"
         self.extra = extra
+        self.agent_extra = agent_extra
+        self.cloud = self.UNREACHABLE_CLOUD if uploader else ""
         self.write(cameras)
         self.log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed in stop()
         self.launched = time.monotonic()
+        env = dict(os.environ)
+        if uploader:
+            env["ALIBABA_CLOUD_ACCESS_KEY_ID"] = "bench-id"
+            env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = "bench-secret"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=ROOT,
+            env=env,
             start_new_session=True,
         )
 
@@ -441,6 +463,8 @@ class Daemon:
             'device_id = "bench"',
             f'data_dir = "{self.tmp / "data"}"',
             'log_level = "warning"',
+            self.agent_extra,
+            self.cloud,
         ]
         for name, url in cameras:
             lines += ["", "[[cameras]]", f'name = "{name}"', f'url = "{url}"', self.extra]
@@ -547,7 +571,9 @@ def pss_mb(pid: int) -> float:
     return 0.0
 
 
-def bench_scale(counts: list[int], seconds: float, duration: float) -> list[dict]:
+def bench_scale(
+    counts: list[int], seconds: float, duration: float, per_worker: int | None, uploader: bool
+) -> list[dict]:
     """The real daemon with N file cameras of a camera-like input (1080p15 VBR, GOP 2 s,
     motion ~15 %), each camera its own rotation of it so that their events do not coincide."""
     from agent.synth import make_scene
@@ -583,7 +609,8 @@ def bench_scale(counts: list[int], seconds: float, duration: float) -> list[dict
             print(f"scale: {n} cameras, {seconds:g} s ...", file=sys.stderr)
             names = [f"cam{i:02d}" for i in range(n)]
             cams = [(c, str(p)) for c, (p, _) in zip(names, rotations, strict=True)]
-            d = Daemon(Path(tmp), cams, "realtime = true\nloop = true")
+            agent_extra = f"cameras_per_worker = {per_worker}" if per_worker else ""
+            d = Daemon(Path(tmp), cams, "realtime = true\nloop = true", agent_extra, uploader)
             try:
                 d.wait_streaming(n, 60 + 10 * n)
                 time.sleep(10)  # start-up (imports, first GOPs) is not what is measured
@@ -603,6 +630,8 @@ def bench_scale(counts: list[int], seconds: float, duration: float) -> list[dict
                 cpu1, sup1 = tree_cpu_s(d.proc.pid), cpu_s(d.proc.pid, reaped=False)
                 host1, t1 = host_busy_s(), time.monotonic()
                 workers = {c["pid"] for c in st["cameras"] if c.get("pid")}
+                up = (st.get("uploader") or {}).get("pid")
+                up_pss = pss_mb(up) if up else None
                 worker_pss = [pss_mb(p) for p in workers]
                 sup_pss = pss_mb(d.proc.pid)
             finally:
@@ -639,6 +668,8 @@ def bench_scale(counts: list[int], seconds: float, duration: float) -> list[dict
                 "workers": len(workers),
                 "max_worker_pss_mb": max(worker_pss, default=0.0),
                 "supervisor_pss_mb": sup_pss,
+                "uploader_pss_mb": up_pss,
+                "per_worker": per_worker,
                 "min_camera_fps": min_fps,
                 "max_frame_age_s": max(ages, default=None),
                 "max_clip_delay_s": max(delays, default=None),
@@ -1087,6 +1118,9 @@ def print_scale(results: list[dict]) -> None:
             f"{r['clips']:>6}{f'{lo}-{hi}':>8}  {'yes' if r['kept_up'] else 'NO ':<7}"
             f"{r.get('host_busy_cores', float('nan')):>6.2f}"
         )
+    for r in results:
+        if r.get("uploader_pss_mb"):
+            print(f"  ({r['cameras']} cameras: the uploader's PSS {r['uploader_pss_mb']:.0f} MB)")
     print("CPU: cores used by the supervisor and every child (sup.: the supervisor alone);")
     print("PSS: peak of the sum over every agent process (supervisor, forkserver, workers),")
     print("/cam: that over the cameras; wrk: camera workers; fps: the slowest camera's mean")
@@ -1137,6 +1171,14 @@ def main() -> int:
         "--seconds", type=float, default=300.0, help="scale, motion-daemon: measured seconds"
     )
     ap.add_argument(
+        "--per-worker", type=int, help="scale: cameras_per_worker (default: the agent's)"
+    )
+    ap.add_argument(
+        "--uploader",
+        action="store_true",
+        help="scale: with [cloud] (unreachable), so the uploader's process is counted",
+    )
+    ap.add_argument(
         "--event-gap", type=int, default=5, help="motion-daemon: Motion's event_gap (s)"
     )
     ap.add_argument("--clips", type=int, default=1000, help="delivery: clips in the backlog")
@@ -1150,6 +1192,8 @@ def main() -> int:
                 [int(n) for n in args.cameras.split(",")],
                 args.seconds,
                 args.duration,
+                args.per_worker,
+                args.uploader,
             ),
             args.json,
             print_scale,

@@ -285,3 +285,9 @@ def test_config_check_and_show_commands(tmp_path):
         text=True,
     )
     assert out.returncode == 0 and "password" not in out.stdout.replace("user:***", "")
+
+
+def test_cameras_per_worker_by_default_is_a_quarter_of_the_cameras_from_1_to_8():
+    auto = AgentSettings()
+    assert [auto.per_worker(n) for n in (1, 4, 5, 8, 16, 17, 32, 64)] == [1, 1, 2, 2, 4, 5, 8, 8]
+    assert AgentSettings(cameras_per_worker=3).per_worker(32) == 3

@@ -1,7 +1,8 @@
 """`ipc-agent run`: cameras in a few worker processes and the uploader in one, supervised.
 
-Each camera runs as a thread of a camera worker, `cameras_per_worker` of them (default 4) per
-worker process: libavcodec and numpy work outside the GIL, and the interpreter, the libraries
+Each camera runs as a thread of a camera worker, `cameras_per_worker` of them per worker process
+(by default a quarter of the cameras, 1 to 8: up to 4 cameras have a process each, 32 cameras
+four of 8): libavcodec and numpy work outside the GIL, and the interpreter, the libraries
 and their heap (~30 MB) are paid once per worker instead of once per camera. Workers are forked
 from a server process that has imported what they run (multiprocessing's forkserver), so they
 share its pages too. The price is the blast radius: a crash inside libav (a segfault, not just
@@ -222,7 +223,7 @@ class Supervisor:
 
     def start_worker(self, cameras: list[Camera], now: float) -> Child:
         """A new worker process running `cameras` (at most cameras_per_worker)."""
-        size = self.config.agent.cameras_per_worker
+        size = self.config.agent.per_worker(len(self.cameras))
         self.workers += 1
         worker = Child(f"worker {self.workers}", worker_main, (), 0.0)
         worker.slots = [None] * size
@@ -286,7 +287,7 @@ class Supervisor:
             self._placed(camera, worker, slot, now)
             worker.commands.put(("start", slot, camera.cam))
             log.info("camera %s started in %s (pid %d)", camera.name, worker.name, worker.pid)
-        size = self.config.agent.cameras_per_worker
+        size = self.config.agent.per_worker(len(self.cameras))
         for i in range(0, len(rest), size):
             self.start_worker(rest[i : i + size], now)
 
