@@ -96,21 +96,33 @@ def test_motion_at_the_picture_edge_is_cut_off_but_at_the_top_is_not():
 
 def test_fallbacks_fill_in_only_when_the_good_frames_run_out():
     picker = KeyframePicker(4, capacity=40)
-    for i in range(20):  # fallbacks (entering, leaving, light changing) score a bit higher here
+    for i in range(20):  # fallbacks (entering, leaving, light changing) show more here
         good = 4 <= i < 16
-        picker.add(Candidate(i, 1.0 if good else 1.2, thumb(i * 7), good=good))
+        picker.add(Candidate(i, 1.0 if good else 0.5, thumb(i * 7), good=good))
     chosen = picker.pick(0, 20)
     assert len(chosen) == 4 and all(c.good for c in chosen), [(c.t, c.good) for c in chosen]
     assert chosen[0].t < 7 and chosen[-1].t >= 13  # still spread over the good stretch
     few = KeyframePicker(4, capacity=40)
     for i in range(6):
-        few.add(Candidate(i, 1.0, thumb(i * 20), good=i in (2, 3)))
+        good = i in (2, 3)
+        few.add(Candidate(i, 1.0 if good else 0.25, thumb(i * 20), good=good))
     chosen = few.pick(0, 6)
     assert len(chosen) == 4 and sum(c.good for c in chosen) == 2
 
 
-def test_a_trace_of_motion_is_a_fallback_beside_the_event_s_strong_frames():
-    picker = KeyframePicker(2, capacity=40)
+def test_a_trace_of_motion_beside_the_event_s_strong_frames_is_never_picked():
+    picker = KeyframePicker(4, capacity=40)
     for i, score in enumerate([3.0, 2.5, 0.5, 0.4, 0.3]):  # the object left; a flicker stays
         picker.add(Candidate(i, score, thumb(i * 20)))
-    assert [c.t for c in picker.pick(0, 5)] == [0, 1]
+    assert [c.t for c in picker.pick(0, 5)] == [0, 1]  # fewer images rather than empty ones
+
+
+def test_the_pool_lets_flickers_go_before_the_object_s_frames_however_close():
+    picker = KeyframePicker(4)  # a pool of 8
+    for t in (2.0, 5.0, 8.0, 22.0, 25.0, 28.0):  # flickers, far apart
+        picker.add(Candidate(t, 0.1, thumb(int(t * 5))))
+    for i in range(6):  # the person, a frame a second
+        picker.add(Candidate(15.0 + i, 1.0, thumb(60 + 10 * i)))
+    assert len(picker.pool) == 8
+    chosen = picker.pick(0, 30)
+    assert len(chosen) == 4 and all(15.0 <= c.t <= 20.0 for c in chosen), [c.t for c in chosen]

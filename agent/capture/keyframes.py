@@ -6,11 +6,11 @@ to JPEG happens at the edge (agent/capture/jpeg.py).
 A good keyframe shows the moving object large, sharp and whole, in steady light; the set is
 spread over the event and no two images are alike, and none is a blank or a flash. A frame
 whose motion touches the picture's edge (the object is coming in or leaving: part of it is
-outside) or taken while the light changes, or one whose motion is a trace of the event's
-strongest (a flicker after the object left), is a *fallback*: picked only when the good ones
-run out. The candidate pool is bounded: when it
-is full, of the two candidates closest in time the weaker one goes, so the pool keeps both
-spread and quality however long the event runs, and memory stays fixed.
+outside) or taken while the light changes is a *fallback*: picked only when the good ones run
+out. One whose motion is a trace of the event's strongest (a flicker after the object left)
+is not picked at all: fewer images rather than one of nothing. The candidate pool is bounded:
+when it is full, of the two candidates closest in time the weaker one goes, so the pool keeps
+both spread and quality however long the event runs, and memory stays fixed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ALIKE_LEVELS = 12.0  # luma difference that counts as a visible change between t
 ALIKE_FRACTION = 0.0005  # two thumbnails differing in fewer pixels than this are the same picture
 EDGE = 0.01  # motion this close (0..1 coords) to the picture's side or bottom edge touches it
 FALLBACK = 0.25  # score factor of a fallback frame (edge or light change)
-WEAK = 0.3  # a frame scoring under this fraction of the event's best is a fallback too
+WEAK = 0.3  # a frame scoring under this fraction of the event's best is never picked
 
 
 @dataclass
@@ -69,6 +69,11 @@ def at_edge(box: tuple[float, float, float, float] | None) -> bool:
         return False
     x0, _, x1, y1 = box
     return x0 <= EDGE or x1 >= 1.0 - EDGE or y1 >= 1.0 - EDGE
+
+
+def _shown(c: Candidate) -> float:
+    """How much a candidate shows: its score with a fallback's discount undone."""
+    return c.score if c.good else c.score / FALLBACK
 
 
 def is_blank(thumb: np.ndarray) -> bool:
@@ -115,9 +120,10 @@ class KeyframePicker:
         """Up to `count` candidates within [start, end): spread in time, strong, all different."""
         inside = [c for c in self.pool if start <= c.t < end]
         chosen: list[Candidate] = []
-        strong = max((c.score for c in inside), default=0.0)
-        good = [c for c in inside if c.good and c.score >= WEAK * strong]
-        for cands in (good, inside):
+
+        strong = max((_shown(c) for c in inside), default=0.0)
+        fair = [c for c in inside if _shown(c) >= WEAK * strong]  # others show next to nothing
+        for cands in ([c for c in fair if c.good], fair):
             self._pick(cands, chosen)
         return sorted(chosen, key=lambda c: c.t)
 
@@ -146,7 +152,11 @@ class KeyframePicker:
 
     @staticmethod
     def _victim(pool: list[Candidate]) -> int:
-        """Index to evict: the weaker of the two candidates closest in time."""
+        """Index to evict: a candidate showing next to nothing beside the strongest (WEAK) if
+        there is one, else the weaker of the two candidates closest in time."""
+        weakest = min(range(len(pool)), key=lambda i: _shown(pool[i]))
+        if _shown(pool[weakest]) < WEAK * max(_shown(c) for c in pool):
+            return weakest
         order = sorted(range(len(pool)), key=lambda i: pool[i].t)
         best_gap, victim = math.inf, order[-1]
         for a, b in zip(order, order[1:], strict=False):
