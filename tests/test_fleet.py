@@ -31,7 +31,7 @@ from agent.synth import make_scene
 AK, SK = "LTAI5tFleetTestKey01", "fleet-test-secret-0123456789"
 REGION, BUCKET, DEVICE, GROUP = "cn-hangzhou", "fleet-test-bucket", "gw-fleet", "stores-east"
 POLL = 2.0  # s, the test gateways' poll_interval
-STARTED = re.compile(r"camera (\S+) started \(pid (\d+)\)")
+STARTED = re.compile(r"camera (\S+) started in worker \d+ \(pid (\d+)\)")
 GROUP_KEY = f"ipc/fleet/groups/{GROUP}.toml"
 REPORT_KEY = f"ipc/fleet/status/{DEVICE}.json"
 
