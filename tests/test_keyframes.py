@@ -126,3 +126,12 @@ def test_the_pool_lets_flickers_go_before_the_object_s_frames_however_close():
     assert len(picker.pool) == 8
     chosen = picker.pick(0, 30)
     assert len(chosen) == 4 and all(15.0 <= c.t <= 20.0 for c in chosen), [c.t for c in chosen]
+
+
+def test_cut_off_frames_fill_in_before_frames_in_changing_light():
+    picker = KeyframePicker(3, capacity=40)
+    picker.add(Candidate(0.0, 1.0, thumb(0)))
+    picker.add(Candidate(1.0, 0.25, thumb(30), good=False))  # at the edge
+    picker.add(Candidate(2.0, 0.25, thumb(60), good=False, steady=False))  # the light changing
+    picker.add(Candidate(3.0, 0.25, thumb(90), good=False))  # at the edge
+    assert [c.t for c in picker.pick(0, 4)] == [0.0, 1.0, 3.0]

@@ -37,6 +37,7 @@ class Candidate:
     thumb: np.ndarray = field(repr=False)  # small luma image, for likeness
     image: Any = field(default=None, repr=False)  # the caller's handle on the full image
     good: bool = True  # False: a fallback (motion at the edge, or the light changing)
+    steady: bool = True  # False: taken while the light changed (the last fallback)
 
 
 def sharpness(luma: np.ndarray, box: tuple[float, float, float, float] | None) -> float:
@@ -123,7 +124,8 @@ class KeyframePicker:
 
         strong = max((_shown(c) for c in inside), default=0.0)
         fair = [c for c in inside if _shown(c) >= WEAK * strong]  # others show next to nothing
-        for cands in ([c for c in fair if c.good], fair):
+        # The good; then the cut off (most of the object may be in); then in changing light.
+        for cands in ([c for c in fair if c.good], [c for c in fair if c.steady], fair):
             self._pick(cands, chosen)
         return sorted(chosen, key=lambda c: c.t)
 

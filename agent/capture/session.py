@@ -359,17 +359,23 @@ class Session:
         assert detector is not None and detector.last_frame is not None
         good = r.steady and not at_edge(r.box)  # else a fallback: cut off, or the light changing
         score = quality(r.score, sharpness(luma, r.box), good)
-        self._offer(r.t, score, detector.last_frame.copy, frame, good)
+        self._offer(r.t, score, detector.last_frame.copy, frame, good, r.steady)
 
     def _offer(
-        self, t: float, score: float, thumb: Callable[[], np.ndarray], image, good: bool = True
+        self,
+        t: float,
+        score: float,
+        thumb: Callable[[], np.ndarray],
+        image,
+        good: bool = True,
+        steady: bool = True,
     ) -> None:
         if self.pending is not None and t - self.window_start >= CANDIDATE_WINDOW:
             self._flush_candidate()
         if self.pending is None:
             self.window_start = t
         if self.pending is None or score > self.pending.score:
-            self.pending = Candidate(t, score, thumb(), image, good)
+            self.pending = Candidate(t, score, thumb(), image, good, steady)
 
     def _flush_candidate(self) -> None:
         cand, self.pending = self.pending, None
