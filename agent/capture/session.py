@@ -205,15 +205,24 @@ class Session:
         """Must the gate stay awake? Not for an open clip: its end waits to be settled."""
         return False
 
-    def _restart(self) -> None:
+    def _restart(self, *, keep_decoder: bool = False) -> None:
+        """Start detection and clips over (a timestamp jump, a new resolution). Through a
+        resolution change the decoder carries on, and the new size's GOP stays buffered (a
+        clip may start at its keyframe): it has just decoded that keyframe, and starting over
+        would lose the rest of the GOP."""
         self._apply(self.segmenter.finish())
         self.segmenter = Segmenter(self.cam.clip, self.burst_gap)
+        kept = self.buffer.since_last_keyframe() if keep_decoder else []
         self.buffer.clear()
+        for p in kept:
+            self.buffer.push(p)
+            self.segmenter.packet(p.t, p.key)
         self.picker.clear()
         self.pending = None
         self.gate = self._new_gate()
         self.marks.clear()
-        self.decoder.reset()
+        if not keep_decoder:
+            self.decoder.reset()
 
     def _packet(self, mp: MediaPacket) -> None:
         stats = self.pipe.stats
@@ -328,7 +337,7 @@ class Session:
                 log.info(
                     "%s: resolution changed to %dx%d", self.cam.name, frame.width, frame.height
                 )
-                self._restart()
+                self._restart(keep_decoder=True)
             self.detector = MotionDetector(
                 self.cam.motion, frame.width, frame.height, self.cam.mask
             )
