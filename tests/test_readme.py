@@ -18,7 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agentproc import wait_for
+from fake_ice import FakeIce
 from fake_oss import FakeOss
+
+from agent.spool import Spool
+from agent.synth import make_scene
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -137,6 +142,72 @@ def is_run(command: str) -> bool:
     return re.search(r"\bipc-agent run\b", command) is not None
 
 
+# -- the five-minute path: a camera URL, a clip on disk, the clip found by search -------------
+
+
+@pytest.mark.rtsp
+def test_the_five_minute_path_runs_as_written(shell, tmp_path, rtsp_server):
+    text = section("## Five minutes")
+    blocks = [commands(b) for b in sh_blocks(text)]
+    assert len(blocks) == 5, blocks  # config; run; status and queue; cloud and run; search
+    video = make_scene("walk", tmp_path, width=640, height=360, duration=14).path
+    camera = rtsp_server({"/stream1": video}, user="admin", password="password")
+    data = shell.cwd / "ipc-data"
+
+    # 1. the config, checked
+    config, *rest = blocks[0]
+    shell(swap(config, "192.168.1.64:554", f"127.0.0.1:{camera.port}"))
+    said = [shell(c) for c in rest]
+    assert "OK, 1 camera(s), no [cloud]: clips stay local" in said[-1].stdout
+    assert (shell.cwd / "agent.toml").stat().st_mode & 0o777 == 0o640
+
+    # 2. run, and a clip is cut; 3. status and queue show it
+    (run,) = blocks[1]
+    assert is_run(run)
+    agent = shell.start(run)
+    wait_for(lambda: clips(data), 120, "a clip of the walk to be catalogued")
+    status, queue = (shell(c).stdout for c in blocks[2])
+    assert re.search(r"(?m)^door\s+streaming", status), status
+    assert "door" in queue and "clips/door/" in queue, queue
+    files = list((data / "clips" / "door").rglob("*"))
+    assert any(p.suffix == ".mp4" for p in files) and any(p.suffix == ".jpg" for p in files)
+    assert shell.ctrl_c(agent) == 0
+
+    # 4. the cloud: bucket and library on the local test servers, the README's placeholders
+    # for keys replaced by theirs
+    with (
+        FakeOss(access_key_id=AK, access_key_secret=SK, region="cn-shanghai") as oss,
+        FakeIce(access_key_id=AK, access_key_secret=SK, index_job_polls=0) as ice,
+    ):
+        oss.create_bucket("my-ipc-bucket")
+        append, export, init, run = blocks[3]
+        endpoints = f'oss_endpoint = "{oss.endpoint}"\nice_endpoint = "{ice.url}"\n'
+        shell(swap(append, 'region = "cn-shanghai"\n', f'region = "cn-shanghai"\n{endpoints}'))
+        export = swap(export, "=LTAI5t...", f"={AK}")
+        shell(swap(export, "=...", f"={SK}"))
+        assert "search library IPCamera_door" in shell(init).stdout
+        assert is_run(run)
+        agent = shell.start(run)
+        wait_for(lambda: clips(data, "registered", "indexed"), 120, "a clip to be registered")
+
+        # 5. search finds it, and maps it back to the clip on the gateway
+        (search,) = blocks[4]
+        found = shell(search).stdout
+        # a hit: its score, the camera, and the clip's file on this gateway
+        assert re.search(r"(?m)^\s*[\d.]+\s+door\s.*\bipc-data/clips/door/\S+\.mp4$", found), found
+        assert shell.ctrl_c(agent) == 0
+
+
+def clips(data: Path, *states: str) -> list[dict]:
+    if not (data / "spool.db").exists():
+        return []
+    spool = Spool(data)
+    try:
+        return [r for r in spool.rows() if not states or r["state"] in states]
+    finally:
+        spool.close()
+
+
 # -- the fleet walkthrough ---------------------------------------------------------------------
 
 
@@ -166,3 +237,12 @@ def test_the_fleet_walkthrough_runs_as_written(shell):
     )
     assert "group stores-east: published version 7" in out
     assert (shell.cwd / "fleet-keys" / "fleet.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_readme_links_to_docs_that_exist():
+    text = README.read_text()
+    links = re.findall(r"\]\((docs/[^)#]+)", text)
+    for name in ("docs/performance.md", "docs/reliability.md", "docs/design.md"):
+        assert name in links
+    for link in links:
+        assert (REPO / link).is_file(), link
