@@ -297,7 +297,7 @@ class Spool:
         return report
 
     def publish_partial(self, camera: str) -> Recovery:
-        """Finish what a camera process killed mid-clip left; run at its start (it writes
+        """Finish what a camera killed mid-clip (its worker) left; run at its start (it writes
         nothing yet). Rows committed before their files were renamed get them renamed; other
         `.tmp` files of the camera are partial clips and are removed, so a camera that keeps
         crashing does not fill the disk before the agent restarts."""

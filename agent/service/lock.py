@@ -4,7 +4,8 @@ Two agents on one data dir would be two writers on one spool and one clips tree,
 second would take over `status.sock`. The lock is `flock(2)`: the kernel releases it when the
 holder dies, however it dies (SIGKILL included), so there is never a stale lock to clean up.
 The holder writes its PID into the file, so a second `run` can name it. The file descriptor
-is not inheritable, and camera processes are spawned (fork + exec), so they never hold it.
+is not inheritable, and the children are forked by multiprocessing's forkserver, itself started
+by exec with only the descriptors it needs, so they never hold it.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ TICK = 0.5  # s between supervisor loop turns
 BACKOFF = (1.0, 60.0)  # restart backoff: first delay, cap
 HEALTHY_AFTER = 60.0  # s of life after which a child's backoff starts over
 UPLOADER_HANG = 120.0  # s without a heartbeat before the uploader counts as hung
-ENDED_STATES = ("finished", "failed", "unsupported")  # a camera process that ended shows why
+ENDED_STATES = ("finished", "failed", "unsupported")  # a camera that ended shows why
 
 
 @dataclass
