@@ -214,9 +214,9 @@ def worker_main(
     stopping = threading.Event()
     running: dict[str, _CameraThread] = {}
 
-    def stop_all() -> None:
+    def stop_all() -> None:  # from a signal handler, or the lifeline's thread
         stopping.set()
-        for t in running.values():
+        for t in list(running.values()):
             t.stop.set()
 
     _child_setup(config, stop_all)
