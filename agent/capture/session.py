@@ -3,7 +3,8 @@ that knows all the capture stages; each of them stays ignorant of the others.
 
 Per packet, in this order:
 1. the segmenter sees its time (it may end or split the open clip *before* this packet);
-2. the packet goes into the buffer and, if a clip is open, into the clip;
+2. the packet goes into the buffer and, if a clip is open, into the clip (or beside it, while
+   the clip's end waits for detection to look past it: agent/capture/segmenter.py);
 3. the gate sees its size (agent/capture/gate.py): asleep, only keyframes are decoded;
    woken, the buffered packets are decoded again from a keyframe on (catch-up);
 4. it is decoded; if an analysis is due, the luma plane goes to the detector, whose verdict
