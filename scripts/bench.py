@@ -394,17 +394,6 @@ def tree_cpu_s(root: int) -> float:
     return sum(cpu_s(p) for p in proc_tree(root))
 
 
-def unique_mb(pid: int) -> float:
-    """USS of a live process, MB: the pages only it holds (private clean + dirty), i.e. what
-    one more camera process costs; RSS also counts the libraries every process shares."""
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0.0
-    kb = sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Private_"))
-    return kb / 1024
-
-
 def peak_rss_of(pid: int) -> float:
     """VmHWM of a live process, MB (0 if gone)."""
     try:

@@ -296,6 +296,16 @@ class Supervisor:
             child.proc.terminate()  # SIGTERM: finish the clips / leave uploads resumable
             child.stop_deadline = time.monotonic() + STOP_TIMEOUT
 
+    @staticmethod
+    def _stopping(child: Child, now: float) -> bool:
+        """Whether a live child was asked to stop; killed once STOP_TIMEOUT has passed."""
+        if child.stop_deadline is None:
+            return False
+        if now >= child.stop_deadline:
+            log.error("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT)
+            child.proc.kill()
+        return True
+
     def stop_camera(self, camera: Camera) -> None:
         """Ask a running camera's thread to finish (its clip) and end."""
         if camera.running and not camera.stopping and camera.worker is not None:
@@ -350,10 +360,7 @@ class Supervisor:
         if proc is None:
             return
         if proc.is_alive():
-            if worker.stop_deadline is not None:
-                if now >= worker.stop_deadline:
-                    log.error("%s did not stop in %.0f s; killing it", worker.name, STOP_TIMEOUT)
-                    proc.kill()
+            if self._stopping(worker, now):
                 return
             if worker.hung is None:
                 for camera in self.cameras.values():
@@ -416,10 +423,7 @@ class Supervisor:
                 self.start(child)
             return
         if proc.is_alive():
-            if child.stop_deadline is not None:
-                if now >= child.stop_deadline:
-                    log.error("%s did not stop in %.0f s; killing it", child.name, STOP_TIMEOUT)
-                    proc.kill()
+            if self._stopping(child, now):
                 return
             silent = now - child.heartbeat.value
             if silent <= child.hang_after:
