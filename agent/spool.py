@@ -1,40 +1,62 @@
 """The SQLite spool: the catalog of every clip, and the contract between capture and delivery.
 
 Capture adds a row per finished clip in state `pending`; delivery (a later stage) drains rows
-through its own states. What must survive a crash lives here and nowhere else.
+through its own states. What must survive a crash lives here and nowhere else. Rows come out
+as frozen `ClipRow`s, their JSON columns decoded here and nowhere else.
 
 Durability: WAL journal with `synchronous=FULL`, so a committed row survives a power cut. A clip
 is published in this order: files written under `*.tmp` names and fsync'd → row committed →
 files renamed to their final names → directory fsync'd. A crash at any point leaves either
 `.tmp` files with no row (partial work: removed at start-up) or a row whose files still carry
-`.tmp` names (complete, fsync'd: renamed at start-up). Nothing catalogued is lost.
+`.tmp` names (complete, fsync'd: renamed at start-up). Nothing catalogued is lost. The repairs
+(start-up recovery, clips cut while the wall clock was unset) are in `agent/spool_repair.py`.
 
 Paths in rows are relative to the data directory, so the directory can move.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from agent.durable import fsync_dir
+from agent.timestamps import utc_iso
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-STATES = ("pending", "uploading", "uploaded", "registered", "indexed", "failed", "dropped")
-LOCAL_STATES = ("pending", "uploading")  # states whose files must be on disk
+
+
+class State(str, Enum):
+    """Where a clip is on its way to the cloud; stored as these very strings."""
+
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    REGISTERED = "registered"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    DROPPED = "dropped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+STATES = tuple(State)
+LOCAL_STATES = (State.PENDING, State.UPLOADING)  # states whose files must be on disk
 TMP_SUFFIX = ".tmp"
 
 SCHEMA = """
@@ -83,16 +105,15 @@ CREATE INDEX IF NOT EXISTS clips_camera ON clips (camera, start_wall);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-# What delivery does next with a row in each state; the uploader claims rows by these.
-TO_UPLOAD = ("pending", "uploading")
-TO_REGISTER = ("uploaded",)
-TO_INDEX = ("registered",)
-NOT_IN_CLOUD = ("pending", "uploading", "uploaded")
+# What delivery does next with a row in each state; the delivery loop claims rows by these.
+TO_UPLOAD = (State.PENDING, State.UPLOADING)
+TO_REGISTER = (State.UPLOADED,)
+TO_INDEX = (State.REGISTERED,)
+NOT_IN_CLOUD = (State.PENDING, State.UPLOADING, State.UPLOADED)
 STOP_RECORDING = "recording_stopped"  # meta key: why capture must cut no clips (disk guard)
 # A wall clock before this (2020-01-01) was never set: a box without an RTC boots at 1970.
 # Clips cut then are named and dated again from the boot clock once NTP has set it (retime).
 CLOCK_FLOOR = 1_577_836_800.0
-_CLIP_STAMP = re.compile(r"_\d{8}T\d{6}Z_")
 
 
 def boot_clock() -> tuple[float, str | None]:
@@ -127,21 +148,166 @@ class ClipRecord:
     mean_score: float
 
 
+@dataclass(frozen=True)
+class KeyframeFile:
+    path: str  # relative to the data directory
+    t: float  # camera timeline, seconds
+
+
+@dataclass(frozen=True)
+class ClipRow:
+    """A catalogued clip as the spool holds it (fields in column order); paths relative.
+
+    The JSON columns are decoded once, here. A column that does not decode (a damaged row)
+    raises its error where it is used, as reading it would: the rest of the row stays usable.
+    """
+
+    id: int
+    clip_id: str
+    camera: str
+    state: State
+    started_at: str
+    start_wall: float
+    media_start: float
+    media_end: float
+    duration: float
+    event_start: float
+    event_end: float
+    clip_path: str
+    clip_bytes: int
+    _keyframes: tuple[KeyframeFile, ...] | str  # str: the column's text, undecodable
+    codec: str
+    width: int
+    height: int
+    frames: int
+    peak_score: float
+    mean_score: float
+    created_at: float
+    updated_at: float
+    keyframe_bytes: int
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    last_error_at: float | None
+    reason: str | None
+    clip_key: str | None
+    _keyframe_keys: tuple[str, ...] | str | None
+    media_id: str | None
+    index_status: str | None
+    uploaded_at: float | None
+    registered_at: float | None
+    indexed_at: float | None
+    local_deleted: bool
+    start_boot: float | None
+    boot_id: str | None
+
+    @property
+    def keyframes(self) -> tuple[KeyframeFile, ...]:
+        return _decoded(self._keyframes, _keyframe_files)
+
+    @property
+    def keyframe_keys(self) -> tuple[str, ...] | None:
+        return _decoded(self._keyframe_keys, tuple)
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, Any]) -> ClipRow:
+        values = {k: v for k, v in columns.items() if k not in ("keyframes", "keyframe_keys")}
+        values.update(state=State(values["state"]), local_deleted=bool(values["local_deleted"]))
+        keys = columns["keyframe_keys"]
+        return cls(
+            **values,
+            _keyframes=_decode(columns["keyframes"], _keyframe_files),
+            _keyframe_keys=None if keys is None else _decode(keys, tuple),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as JSON-ready data, column by column (what `queue --json` prints)."""
+        out = {f.name.lstrip("_"): getattr(self, f.name) for f in dataclasses.fields(self)}
+        keys = self.keyframe_keys
+        out.update(
+            state=self.state.value,
+            keyframes=[dataclasses.asdict(k) for k in self.keyframes],
+            keyframe_keys=None if keys is None else list(keys),
+            local_deleted=int(self.local_deleted),
+        )
+        return out
+
+
+def _keyframe_files(items: list[dict[str, Any]]) -> tuple[KeyframeFile, ...]:
+    return tuple(KeyframeFile(**k) for k in items)
+
+
+def _decode(text: str, shape: Any) -> Any:
+    """A JSON column in `shape`, or its text when it does not decode (see `_decoded`)."""
+    try:
+        return shape(json.loads(text))
+    except (ValueError, TypeError):
+        return text
+
+
+def _decoded(value: Any, shape: Any) -> Any:
+    return shape(json.loads(value)) if isinstance(value, str) else value
+
+
 @dataclass
 class Recovery:
-    renamed: list[str] = field(default_factory=list)  # complete files whose rename was cut off
-    removed: list[str] = field(default_factory=list)  # partial files of clips never catalogued
-    missing: list[str] = field(default_factory=list)  # clip_ids whose files vanished
+    renamed: list[str] = dataclasses.field(default_factory=list)  # complete files, rename cut
+    removed: list[str] = dataclasses.field(default_factory=list)  # partial files, no row
+    missing: list[str] = dataclasses.field(default_factory=list)  # clip_ids whose files vanished
 
 
-def _first(cur: sqlite3.Cursor) -> dict[str, Any] | None:
-    """The cursor's first row as a dict of column name to value, or None."""
-    values = cur.fetchone()
-    return dict(zip([d[0] for d in cur.description], values)) if values else None
+def _clip_rows(cur: sqlite3.Cursor) -> Iterator[ClipRow]:
+    cols = [d[0] for d in cur.description]
+    for values in cur:
+        yield ClipRow.from_columns(dict(zip(cols, values)))
 
 
-def utc_iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
+def _marks(values: tuple | list | set) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _columns(rec: ClipRecord, relative: Any, now: float) -> dict[str, Any]:
+    """The new row for `rec`, committed at `now`."""
+    boot, boot_id = boot_clock()
+    duration = rec.media_end - rec.media_start
+    # The boot clock at the first frame, for `retime`: from the wall clock, unless that
+    # was set (NTP) while the clip was cut; then from the clip's length (it just ended).
+    since_start = now - rec.start_wall
+    if not 0 <= since_start <= duration + 120:
+        since_start = duration
+    keyframes = [{"path": relative(p), "t": round(t, 3)} for p, t in rec.keyframes]
+    return {
+        "clip_id": rec.clip_id,
+        "camera": rec.camera,
+        "state": State.PENDING.value,
+        "started_at": utc_iso(rec.start_wall),
+        "start_wall": rec.start_wall,
+        "media_start": rec.media_start,
+        "media_end": rec.media_end,
+        "duration": duration,
+        "event_start": rec.event_start,
+        "event_end": rec.event_end,
+        "clip_path": relative(rec.clip_path),
+        "clip_bytes": rec.clip_bytes,
+        "keyframe_bytes": rec.keyframe_bytes,
+        "keyframes": json.dumps(keyframes),
+        "codec": rec.codec,
+        "width": rec.width,
+        "height": rec.height,
+        "frames": rec.frames,
+        "peak_score": rec.peak_score,
+        "mean_score": rec.mean_score,
+        "created_at": now,
+        "updated_at": now,
+        "start_boot": boot - since_start,
+        "boot_id": boot_id,
+    }
+
+
+def _check(state: str) -> str:
+    if state not in STATES:
+        raise ValueError(f"unknown spool state {state!r}")
+    return str(state)
 
 
 class Spool:
@@ -176,221 +342,76 @@ class Spool:
     def absolute(self, rel: str) -> Path:
         return self.data_dir / rel
 
+    def files(self, row: ClipRow) -> list[Path]:
+        """The clip's video, then its keyframes, as absolute paths."""
+        return [self.absolute(row.clip_path)] + [self.absolute(k.path) for k in row.keyframes]
+
+    def _write(self, sql: str, args: Any) -> sqlite3.Cursor:
+        with self.db.conn:
+            return self.db.conn.execute(sql, args)
+
+    def _select(self, where: str, args: Any, order: str = "id") -> Iterator[ClipRow]:
+        cur = self.db.execute(f"SELECT * FROM clips WHERE {where} ORDER BY {order}", args)
+        return _clip_rows(cur)
+
     def add(self, rec: ClipRecord) -> int:
         """Catalogue a finished clip (its files fsync'd under .tmp names); returns the row id."""
-        now = time.time()
-        boot, boot_id = boot_clock()
-        duration = rec.media_end - rec.media_start
-        # The boot clock at the first frame, for `retime`: from the wall clock, unless that
-        # was set (NTP) while the clip was cut; then from the clip's length (it just ended).
-        since_start = now - rec.start_wall
-        if not 0 <= since_start <= duration + 120:
-            since_start = duration
-        row = {
-            "clip_id": rec.clip_id,
-            "camera": rec.camera,
-            "state": "pending",
-            "started_at": utc_iso(rec.start_wall),
-            "start_wall": rec.start_wall,
-            "media_start": rec.media_start,
-            "media_end": rec.media_end,
-            "duration": duration,
-            "event_start": rec.event_start,
-            "event_end": rec.event_end,
-            "clip_path": self.relative(rec.clip_path),
-            "clip_bytes": rec.clip_bytes,
-            "keyframe_bytes": rec.keyframe_bytes,
-            "keyframes": json.dumps(
-                [{"path": self.relative(p), "t": round(t, 3)} for p, t in rec.keyframes]
-            ),
-            "codec": rec.codec,
-            "width": rec.width,
-            "height": rec.height,
-            "frames": rec.frames,
-            "peak_score": rec.peak_score,
-            "mean_score": rec.mean_score,
-            "created_at": now,
-            "updated_at": now,
-            "start_boot": boot - since_start,
-            "boot_id": boot_id,
-        }
-        with self.db.conn:
-            cur = self.db.conn.execute(
-                f"INSERT INTO clips ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                list(row.values()),
-            )
-        return int(cur.lastrowid)
+        row = _columns(rec, self.relative, time.time())
+        sql = f"INSERT INTO clips ({', '.join(row)}) VALUES ({_marks(row)})"
+        return int(self._write(sql, list(row.values())).lastrowid)
 
-    def row(self, row_id: int) -> dict[str, Any] | None:
-        cur = self.db.execute("SELECT * FROM clips WHERE id = ?", [row_id])
-        return _first(cur)
+    def row(self, row_id: int) -> ClipRow | None:
+        return next(self._select("id = ?", [row_id]), None)
 
-    def by_media_id(self, media_id: str) -> dict[str, Any] | None:
-        cur = self.db.execute("SELECT * FROM clips WHERE media_id = ?", [media_id])
-        return _first(cur)
+    def by_media_id(self, media_id: str) -> ClipRow | None:
+        return next(self._select("media_id = ?", [media_id]), None)
 
-    def rows(self, state: str | None = None, camera: str | None = None) -> Iterator[dict[str, Any]]:
-        where, args = [], []
+    def rows(self, state: str | None = None, camera: str | None = None) -> Iterator[ClipRow]:
+        where, args = ["1"], []
         if state:
             where.append("state = ?")
-            args.append(state)
+            args.append(str(state))
         if camera:
             where.append("camera = ?")
             args.append(camera)
-        sql = "SELECT * FROM clips" + (f" WHERE {' AND '.join(where)}" if where else "")
-        cur = self.db.execute(sql + " ORDER BY id", args)
-        cols = [d[0] for d in cur.description]
-        for values in cur:
-            yield dict(zip(cols, values))
+        return self._select(" AND ".join(where), args)
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(STATES, 0)
+        out = {s.value: 0 for s in STATES}
         for state, n in self.db.execute("SELECT state, COUNT(*) FROM clips GROUP BY state"):
             out[state] = n
         return out
 
-    def recover(self, clips_dir: Path) -> Recovery:
-        """Make catalog and disk agree after an unclean stop. Run before capture starts."""
-        report = Recovery()
-        referenced: set[Path] = set()
-        for row in self.rows():
-            paths = [self.absolute(row["clip_path"])]
-            paths += [self.absolute(k["path"]) for k in json.loads(row["keyframes"])]
-            referenced.update(paths)
-            referenced.update(p.with_name(p.name + TMP_SUFFIX) for p in paths)
-            if row["local_deleted"]:
-                # A policy delete cut short: the row already says they are gone (a dropped
-                # clip keeps its keyframes).
-                gone = paths if row["state"] != "dropped" else paths[:1]
-                for p in gone:
-                    if p.exists():
-                        p.unlink()
-                        report.removed.append(self.relative(p))
-            if row["state"] not in LOCAL_STATES or row["local_deleted"]:
-                continue
-            lost = []
-            for p in paths:
-                tmp = p.with_name(p.name + TMP_SUFFIX)
-                if not p.exists() and tmp.exists():
-                    os.replace(tmp, p)
-                    report.renamed.append(self.relative(p))
-                elif not p.exists():
-                    lost.append(self.relative(p))
-            if lost:
-                report.missing.append(row["clip_id"])
-                self.set_state(
-                    row["id"], "failed", reason="files missing at start-up: " + ", ".join(lost)
-                )
-        if clips_dir.exists():
-            # Final names appear only after their row is committed, so a file no row names is
-            # partial work (.tmp) or the old or new name of a retime cut short.
-            for path in clips_dir.rglob("*"):
-                if path.is_file() and path not in referenced:
-                    path.unlink()
-                    report.removed.append(self.relative(path))
-        for name in report.renamed:
-            log.warning("recovered %s (catalogued before an unclean stop)", name)
-        for name in report.removed:
-            log.warning("removed partial file %s (left by an unclean stop)", name)
-        for clip_id in report.missing:
-            log.error("clip %s: its files are gone; marked failed", clip_id)
-        return report
-
-    def publish_partial(self, camera: str) -> Recovery:
-        """Finish what a camera killed mid-clip (its worker) left; run at its start (it writes
-        nothing yet). Rows committed before their files were renamed get them renamed; other
-        `.tmp` files of the camera are partial clips and are removed, so a camera that keeps
-        crashing does not fill the disk before the agent restarts."""
-        report = Recovery()
-        referenced: set[Path] = set()
-        for row in self.rows(camera=camera):
-            paths = [self.absolute(row["clip_path"])]
-            paths += [self.absolute(k["path"]) for k in json.loads(row["keyframes"])]
-            for p in paths:
-                tmp = p.with_name(p.name + TMP_SUFFIX)
-                referenced.add(tmp)
-                if row["state"] in LOCAL_STATES and not p.exists() and tmp.exists():
-                    os.replace(tmp, p)
-                    report.renamed.append(self.relative(p))
-        camera_dir = self.data_dir / "clips" / camera
-        if camera_dir.exists():
-            for tmp in camera_dir.rglob("*" + TMP_SUFFIX):
-                if tmp not in referenced:
-                    tmp.unlink(missing_ok=True)
-                    report.removed.append(self.relative(tmp))
-        for name in report.renamed:
-            log.warning("%s: recovered %s (catalogued before the camera was cut off)", camera, name)
-        if report.removed:
-            log.warning("%s: removed %d partial file(s)", camera, len(report.removed))
-        return report
-
-    def unset_clock_rows(self) -> list[dict[str, Any]]:
+    def unset_clock_rows(self) -> list[ClipRow]:
         """Clips cut while the wall clock was unset that have not gone to the cloud yet."""
-        cur = self.db.execute(
-            "SELECT * FROM clips WHERE start_wall < ? AND clip_key IS NULL ORDER BY id",
-            [CLOCK_FLOOR],
+        return list(self._select("start_wall < ? AND clip_key IS NULL", [CLOCK_FLOOR]))
+
+    def rename(
+        self, row: ClipRow, clip_id: str, clip_path: Path, keyframes: list[Path], start_wall: float
+    ) -> bool:
+        """Give a row a new name, files and start time (`retime`); False if it changed since."""
+        moved = [{"path": self.relative(p), "t": k.t} for k, p in zip(row.keyframes, keyframes)]
+        cur = self._write(
+            "UPDATE clips SET clip_id = ?, clip_path = ?, keyframes = ?, start_wall = ?, "
+            "started_at = ?, updated_at = ? WHERE id = ? AND clip_id = ?",
+            [
+                clip_id,
+                self.relative(clip_path),
+                json.dumps(moved),
+                start_wall,
+                utc_iso(start_wall),
+                time.time(),
+                row.id,
+                row.clip_id,
+            ],
         )
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, values)) for values in cur]
-
-    def retime(self, row: dict[str, Any], start_wall: float) -> str | None:
-        """Name and date a clip cut while the wall clock was unset; the new clip_id.
-
-        None (nothing changed) while its files are still being published. Files are linked
-        under their new names first, then the row changes, then the old names go: a crash in
-        between leaves only names no row knows, which `recover` removes.
-        """
-        old_id = row["clip_id"]
-        stamp = time.strftime("_%Y%m%dT%H%M%SZ_", time.gmtime(start_wall))
-        head, _, tail = old_id.rpartition("_")
-        new_id = _CLIP_STAMP.sub(stamp, head + "_", count=1) + tail
-        if new_id == old_id:
-            return None  # the same second: nothing to rename (and linking onto itself loses it)
-        day = time.strftime("%Y-%m-%d", time.gmtime(start_wall))
-        keyframes = json.loads(row["keyframes"])
-        olds = [self.absolute(row["clip_path"])] + [self.absolute(k["path"]) for k in keyframes]
-        if any(p.with_name(p.name + TMP_SUFFIX).exists() for p in olds):
-            return None  # catalogued a moment ago, renames still to come
-        news = [p.parent.parent / day / p.name.replace(old_id, new_id) for p in olds]
-        for old, new in zip(olds, news):
-            if old.exists():
-                new.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(FileExistsError):
-                    os.link(old, new)
-        for d in {p.parent for p in news if p.parent.exists()}:
-            fsync_dir(d)
-        moved = [{**k, "path": self.relative(p)} for k, p in zip(keyframes, news[1:])]
-        with self.db.conn:
-            cur = self.db.conn.execute(
-                "UPDATE clips SET clip_id = ?, clip_path = ?, keyframes = ?, start_wall = ?, "
-                "started_at = ?, updated_at = ? WHERE id = ? AND clip_id = ?",
-                [
-                    new_id,
-                    self.relative(news[0]),
-                    json.dumps(moved),
-                    start_wall,
-                    utc_iso(start_wall),
-                    time.time(),
-                    row["id"],
-                    old_id,
-                ],
-            )
-        if cur.rowcount != 1:
-            return None
-        for old in olds:
-            old.unlink(missing_ok=True)
-        for d in {p.parent for p in olds if p.parent.exists()}:
-            fsync_dir(d)
-        return new_id
+        return cur.rowcount == 1
 
     def set_state(self, row_id: int, state: str, *, reason: str | None = None) -> None:
-        if state not in STATES:
-            raise ValueError(f"unknown spool state {state!r}")
-        with self.db.conn:
-            self.db.conn.execute(
-                "UPDATE clips SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
-                (state, reason, time.time(), row_id),
-            )
+        self._write(
+            "UPDATE clips SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
+            (_check(state), reason, time.time(), row_id),
+        )
 
     # -- delivery ------------------------------------------------------------------------------
 
@@ -401,87 +422,73 @@ class Spool:
         skip: set[int],
         newest: bool = False,
         latest: float | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> ClipRow | None:
         """The oldest (or newest) row in `states` whose next attempt is due, not in `skip`.
 
         A retry set for after `latest` (no backoff is that long) was set by a wall clock
         that ran ahead and has been put back since: it is due now, not hours later.
         """
-        marks = ", ".join("?" * len(states))
         # Not "id NOT IN (NULL)" for an empty set: that is never true in SQL.
-        taboo = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+        taboo = f" AND id NOT IN ({_marks(skip)})" if skip else ""
         order = "DESC" if newest else "ASC"
-        cur = self.db.execute(
-            f"SELECT * FROM clips WHERE state IN ({marks}) "
-            f"AND (next_attempt_at <= ? OR next_attempt_at > ?){taboo} "
-            f"ORDER BY start_wall {order}, id {order} LIMIT 1",
-            [*states, now, now + 1e12 if latest is None else latest, *skip],
-        )
-        return _first(cur)
+        where = f"state IN ({_marks(states)}) AND (next_attempt_at <= ? OR next_attempt_at > ?)"
+        args = [*map(str, states), now, now + 1e12 if latest is None else latest, *skip]
+        rows = self._select(where + taboo, args, f"start_wall {order}, id {order} LIMIT 1")
+        return next(rows, None)
 
     def advance(self, row_id: int, from_states: tuple[str, ...], state: str, **fields: Any) -> bool:
         """Move a row on if it is still in one of `from_states`; resets the retry bookkeeping.
+        A list or tuple field (`keyframe_keys`) is stored as JSON.
 
         The guard makes every step idempotent: a step re-run after a crash, or raced by a
         `queue retry`, changes nothing twice.
         """
-        if state not in STATES:
-            raise ValueError(f"unknown spool state {state!r}")
-        now = time.time()
-        values = {"state": state, "updated_at": now, "attempts": 0, "next_attempt_at": 0, **fields}
+        values = {"state": _check(state), "updated_at": time.time(), "attempts": 0}
+        values["next_attempt_at"] = 0
+        for k, v in fields.items():
+            values[k] = json.dumps(list(v)) if isinstance(v, (list, tuple)) else v
         sets = ", ".join(f"{k} = ?" for k in values)
-        marks = ", ".join("?" * len(from_states))
-        with self.db.conn:
-            cur = self.db.conn.execute(
-                f"UPDATE clips SET {sets} WHERE id = ? AND state IN ({marks})",
-                [*values.values(), row_id, *from_states],
-            )
+        cur = self._write(
+            f"UPDATE clips SET {sets} WHERE id = ? AND state IN ({_marks(from_states)})",
+            [*values.values(), row_id, *map(str, from_states)],
+        )
         return cur.rowcount == 1
 
     def defer(self, row_id: int, error: str, retry_at: float) -> None:
         """A retryable failure: count it, remember why, try again at `retry_at`."""
         now = time.time()
-        with self.db.conn:
-            self.db.conn.execute(
-                "UPDATE clips SET attempts = attempts + 1, last_error = ?, last_error_at = ?, "
-                "next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                (error, now, retry_at, now, row_id),
-            )
+        self._write(
+            "UPDATE clips SET attempts = attempts + 1, last_error = ?, last_error_at = ?, "
+            "next_attempt_at = ?, updated_at = ? WHERE id = ?",
+            (error, now, retry_at, now, row_id),
+        )
 
     def requeue(self, row_ids: list[int] | None = None) -> int:
         """Failed rows (all, or these ids) go back to the step they failed at. Returns count."""
         where = "state = 'failed'"
         args: list[Any] = []
         if row_ids is not None:
-            where += f" AND id IN ({', '.join('?' * len(row_ids)) or 'NULL'})"
+            where += f" AND id IN ({_marks(row_ids) or 'NULL'})"
             args = list(row_ids)
-        now = time.time()
-        with self.db.conn:
-            cur = self.db.conn.execute(
-                "UPDATE clips SET state = CASE WHEN media_id IS NOT NULL THEN 'registered' "
-                "WHEN clip_key IS NOT NULL THEN 'uploaded' ELSE 'pending' END, "
-                f"reason = NULL, attempts = 0, next_attempt_at = 0, updated_at = ? WHERE {where}",
-                [now, *args],
-            )
+        cur = self._write(
+            "UPDATE clips SET state = CASE WHEN media_id IS NOT NULL THEN 'registered' "
+            "WHEN clip_key IS NOT NULL THEN 'uploaded' ELSE 'pending' END, "
+            f"reason = NULL, attempts = 0, next_attempt_at = 0, updated_at = ? WHERE {where}",
+            [time.time(), *args],
+        )
         return cur.rowcount
 
     def bytes_not_in_cloud(self) -> int:
-        marks = ", ".join("?" * len(NOT_IN_CLOUD))
         cur = self.db.execute(
             f"SELECT COALESCE(SUM(clip_bytes + keyframe_bytes), 0) FROM clips "
-            f"WHERE state IN ({marks}) AND local_deleted = 0",
-            NOT_IN_CLOUD,
+            f"WHERE state IN ({_marks(NOT_IN_CLOUD)}) AND local_deleted = 0",
+            [s.value for s in NOT_IN_CLOUD],
         )
         return int(cur.fetchone()[0])
 
-    def oldest(self, states: tuple[str, ...], *, local: bool = True) -> dict[str, Any] | None:
-        marks = ", ".join("?" * len(states))
-        extra = " AND local_deleted = 0" if local else ""
-        cur = self.db.execute(
-            f"SELECT * FROM clips WHERE state IN ({marks}){extra} ORDER BY start_wall, id LIMIT 1",
-            states,
-        )
-        return _first(cur)
+    def oldest(self, states: tuple[str, ...], *, local: bool = True) -> ClipRow | None:
+        where = f"state IN ({_marks(states)})" + (" AND local_deleted = 0" if local else "")
+        return next(self._select(where, list(map(str, states)), "start_wall, id LIMIT 1"), None)
 
     def mark_local_deleted(
         self, row_id: int, *, state: str | None = None, reason: str | None = None
@@ -490,21 +497,19 @@ class Spool:
         args: list[Any] = [time.time()]
         if state:
             sets += ", state = ?, reason = ?"
-            args += [state, reason]
-        with self.db.conn:
-            self.db.conn.execute(f"UPDATE clips SET {sets} WHERE id = ?", [*args, row_id])
+            args += [str(state), reason]
+        self._write(f"UPDATE clips SET {sets} WHERE id = ?", [*args, row_id])
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str | None) -> None:
-        with self.db.conn:
-            if value is None:
-                self.db.conn.execute("DELETE FROM meta WHERE key = ?", [key])
-            else:
-                self.db.conn.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [key, value],
-                )
+        if value is None:
+            self._write("DELETE FROM meta WHERE key = ?", [key])
+        else:
+            self._write(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )

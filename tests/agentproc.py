@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.spool import Spool
+from agent.spool import ClipRow, Spool
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
@@ -58,7 +57,7 @@ def terminate(proc: subprocess.Popen, timeout: float = 60) -> int | None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def catalogue(data_dir: Path) -> list[dict]:
+def catalogue(data_dir: Path) -> list[ClipRow]:
     spool = Spool(data_dir)
     try:
         return list(spool.rows())
@@ -66,13 +65,13 @@ def catalogue(data_dir: Path) -> list[dict]:
         spool.close()
 
 
-def assert_catalog_matches_disk(data_dir: Path) -> list[dict]:
+def assert_catalog_matches_disk(data_dir: Path) -> list[ClipRow]:
     """Every row's files exist; every file on disk belongs to a row; no partial files."""
     rows = catalogue(data_dir)
     expected = set()
     for row in rows:
-        expected.add(data_dir / row["clip_path"])
-        expected.update(data_dir / k["path"] for k in json.loads(row["keyframes"]))
+        expected.add(data_dir / row.clip_path)
+        expected.update(data_dir / k.path for k in row.keyframes)
     on_disk = {p for p in (data_dir / "clips").rglob("*") if p.is_file()}
     assert not [p for p in on_disk if p.name.endswith(".tmp")], "partial files left behind"
     assert on_disk == expected, f"disk and catalog disagree: {on_disk ^ expected}"

@@ -339,20 +339,20 @@ def test_bad_cameras_show_why_in_status_and_leave_the_good_one_alone(corpus, tmp
         good_pid = cameras["good"]["pid"]
         rows = wait_for(
             lambda: (
-                [r for r in catalogue(data_dir) if r["camera"] == "good"]
+                [r for r in catalogue(data_dir) if r.camera == "good"]
                 if (data_dir / "spool.db").exists()
                 else []
             ),
             60,
             "the good camera to catalogue a clip of its motion",
         )
-        assert all(r["camera"] == "good" for r in catalogue(data_dir)), "a bad camera cut a clip"
+        assert all(r.camera == "good" for r in catalogue(data_dir)), "a bad camera cut a clip"
         assert cameras["good"]["last_error"] is None, cameras["good"]
         final = {c["name"]: c for c in status_json(config)["cameras"]}
         assert final["good"]["pid"] == good_pid and final["good"]["restarts"] == 0, final["good"]
         for name in ("audio", "garbage", "mjpeg", "no-sps"):
             assert final[name]["restarts"] == 0, f"{name} crashed: {final[name]}"
-        assert rows[0]["codec"] == "h264"
+        assert rows[0].codec == "h264"
         text = cli("status", "--config", str(config)).stdout
         assert "unsupported" in text and "no video stream" in text, text
     finally:

@@ -247,7 +247,7 @@ def test_queue_retry_says_per_clip_what_happened(world):
     assert "clip 999: no such clip" in out.stderr
     spool = Spool(world / "data")
     try:
-        assert [r["state"] for r in spool.rows()] == ["pending", "pending"]
+        assert [r.state for r in spool.rows()] == ["pending", "pending"]
     finally:
         spool.close()
     out = agent("queue", "retry", "--failed", "--config", config, env=environment(world), cwd=world)

@@ -305,13 +305,13 @@ def _stage(up, spool, clock, state: str) -> None:
     try:
         for _ in range(20):
             [row] = spool.rows()
-            if row["state"] == state:
+            if row.state == state:
                 return
             if not up.step(spool, o, i):
                 clock.now += 1
     finally:
         i.close()
-    raise AssertionError(f"clip never reached {state}: {row['state']}")
+    raise AssertionError(f"clip never reached {state}: {row.state}")
 
 
 @pytest.mark.parametrize("name", sorted(DECISIONS))
@@ -335,13 +335,13 @@ def test_the_uploader_decides_right_for_each_answer(tmp_path, oss, ice, name):  
     finally:
         i.close()
     [row] = spool.rows()
-    assert row["state"] == state_after, (row["state"], row["reason"], row["last_error"])
+    assert row.state == state_after, (row.state, row.reason, row.last_error)
     if reason is None:
-        assert row["reason"] and "InvalidArgument" in row["reason"], row["reason"]
+        assert row.reason and "InvalidArgument" in row.reason, row.reason
         assert up.health.online, "a refused request is not an outage"
         return
     assert not up.health.online and up.health.reason == reason, up.health
-    assert row["last_error"], "the deferred clip does not say why"
-    assert SK not in (row["last_error"] or "") and SK not in (up.last_error or ("", ""))[1]
+    assert row.last_error, "the deferred clip does not say why"
+    assert SK not in (row.last_error or "") and SK not in (up.last_error or ("", ""))[1]
     drain(up, spool, clock)  # the fault was one answer: everything goes through afterwards
     assert_registered_once(spool, oss, ice)

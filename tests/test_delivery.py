@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -26,6 +25,7 @@ from agent.deliver.library import init_library, search
 from agent.deliver.oss import OssUploader
 from agent.deliver.uploader import Uploader, media_id
 from agent.spool import STOP_RECORDING, ClipRecord, Spool
+from agent.spool_repair import recover
 
 AK, SK = "LTAI5tDeliveryTestKey", "delivery-test-secret-0123456789"
 REGION, BUCKET, LIB, DEVICE = "cn-hangzhou", "ipc-test-bucket", "IPCamera_test", "gw-test"
@@ -160,9 +160,9 @@ def drain(up: Uploader, spool: Spool, clock: Clock, max_steps: int = 500) -> int
                 steps += 1
                 continue
             due = [
-                r["next_attempt_at"]
+                r.next_attempt_at
                 for r in spool.rows()
-                if r["state"] in ("pending", "uploading", "uploaded", "registered")
+                if r.state in ("pending", "uploading", "uploaded", "registered")
             ]
             if not due:
                 return steps
@@ -176,15 +176,15 @@ def assert_registered_once(spool: Spool, oss: FakeOss, ice: FakeIce) -> None:
     state = ice.state()
     media = {m["media_id"]: m for m in state["media"]}
     rows = list(spool.rows())
-    assert {r["state"] for r in rows} == {"indexed"}, spool.counts()
+    assert {r.state for r in rows} == {"indexed"}, spool.counts()
     assert len(media) == len(rows), "a clip registered twice, or a media without a clip"
     for row in rows:
-        mid = media_id(DEVICE, row["camera"], row["clip_id"])
-        assert row["media_id"] == mid and mid in media
+        mid = media_id(DEVICE, row.camera, row.clip_id)
+        assert row.media_id == mid and mid in media
         assert state["registered"].get(mid) == 1, f"{mid} registered {state['registered']}"
-        stored = oss.object_bytes(BUCKET, row["clip_key"])
-        assert stored == spool.absolute(row["clip_path"]).read_bytes() or row["local_deleted"]
-        keys = json.loads(row["keyframe_keys"])
+        stored = oss.object_bytes(BUCKET, row.clip_key)
+        assert stored == spool.absolute(row.clip_path).read_bytes() or row.local_deleted
+        keys = row.keyframe_keys
         assert len(keys) == 2 and all(oss.object_bytes(BUCKET, k) for k in keys)
 
 
@@ -201,9 +201,9 @@ def test_backlog_drains_with_worker_threads_each_clip_once(tmp_path, oss, ice):
         runner.join(30)
     assert_registered_once(spool, oss, ice)
     row = next(spool.rows())
-    body = next(m for m in ice.state()["media"] if m["media_id"] == row["media_id"])
-    assert row["clip_key"].startswith(f"ipc/{DEVICE}/cam1/2026/11/")
-    assert body["input"] == f"oss://{BUCKET}/{row['clip_key']}"
+    body = next(m for m in ice.state()["media"] if m["media_id"] == row.media_id)
+    assert row.clip_key.startswith(f"ipc/{DEVICE}/cam1/2026/11/")
+    assert body["input"] == f"oss://{BUCKET}/{row.clip_key}"
 
 
 def test_cloud_outage_backs_off_then_every_clip_registers_once(tmp_path, oss, ice, caplog):
@@ -223,7 +223,7 @@ def test_cloud_outage_backs_off_then_every_clip_registers_once(tmp_path, oss, ic
             clock.now = up.health.retry_at + 0.001
             assert up.step(spool, o, i) and not up.health.online
         assert up.health.retry_at - clock.now <= 30
-        assert {r["state"] for r in spool.rows()} <= {"pending", "uploading"}
+        assert {r.state for r in spool.rows()} <= {"pending", "uploading"}
         oss.clear_faults()
         drain(up, spool, clock)
     assert_registered_once(spool, oss, ice)
@@ -268,7 +268,7 @@ def test_wrong_credentials_keep_clips_pending_without_a_retry_storm(tmp_path, os
             clock.now += 1  # 50 s of polling: still inside the 60 s pause
             assert not up.step(spool, o, i)
     assert len(oss.requests()) - before <= 2, "rejected credentials retried in a loop"
-    states = {r["state"] for r in spool.rows()}
+    states = {r.state for r in spool.rows()}
     assert states <= {"pending", "uploading"}, f"clips failed for a fixable cause: {states}"
     assert "credentials rejected" in caplog.text and "wrong-secret" not in caplog.text
     assert caplog.text.count("credentials rejected") == 1
@@ -289,9 +289,9 @@ def test_a_rejected_parameter_fails_the_clip_with_the_reason_and_retry_requeues(
     )
     drain(up, spool, clock)
     [row] = spool.rows()
-    assert row["state"] == "failed" and "InvalidParameter" in row["reason"]
-    assert "RequestId" in row["reason"]
-    assert spool.requeue() == 1 and spool.row(row["id"])["state"] == "uploaded"
+    assert row.state == "failed" and "InvalidParameter" in row.reason
+    assert "RequestId" in row.reason
+    assert spool.requeue() == 1 and spool.row(row.id).state == "uploaded"
     drain(up, spool, clock)
     assert_registered_once(spool, oss, ice)
 
@@ -301,15 +301,15 @@ def test_drop_oldest_deletes_the_oldest_pending_video_and_keeps_its_record(tmp_p
     up = make_uploader(tmp_path, oss, ice, max_spool_bytes=250_000)
     up.guard(spool)
     rows = list(spool.rows())
-    dropped = [r for r in rows if r["state"] == "dropped"]
-    assert [r["id"] for r in dropped] == [1, 2, 3], "not the oldest, or not enough"
+    dropped = [r for r in rows if r.state == "dropped"]
+    assert [r.id for r in dropped] == [1, 2, 3], "not the oldest, or not enough"
     for r in dropped:
-        assert r["local_deleted"] == 1 and "dropped to make room" in r["reason"]
-        assert not spool.absolute(r["clip_path"]).exists()
-        assert all(spool.absolute(k["path"]).exists() for k in json.loads(r["keyframes"]))
+        assert r.local_deleted == 1 and "dropped to make room" in r.reason
+        assert not spool.absolute(r.clip_path).exists()
+        assert all(spool.absolute(k.path).exists() for k in r.keyframes)
     assert up.drops == 3 and spool.bytes_not_in_cloud() <= 250_000
-    Spool(tmp_path).recover(tmp_path / "clips")  # catalog and disk agree
-    assert [r["state"] for r in spool.rows()] == ["dropped"] * 3 + ["pending"] * 2
+    recover(Spool(tmp_path), tmp_path / "clips")  # catalog and disk agree
+    assert [r.state for r in spool.rows()] == ["dropped"] * 3 + ["pending"] * 2
 
 
 def test_stop_recording_refuses_new_clips_until_there_is_room(tmp_path, oss, ice):
@@ -332,12 +332,12 @@ def test_registered_clips_leave_the_gateway_after_keep_local_hours(tmp_path, oss
     up = make_uploader(tmp_path, oss, ice, clock=clock, keep_local_hours=2)
     drain(up, spool, clock)
     up.guard(spool)
-    assert all(spool.absolute(r["clip_path"]).exists() for r in spool.rows())
+    assert all(spool.absolute(r.clip_path).exists() for r in spool.rows())
     clock.now += 2 * 3600 + 1
     up.guard(spool)
     for r in spool.rows():
-        assert r["local_deleted"] == 1 and r["state"] == "indexed"
-        assert not spool.absolute(r["clip_path"]).exists()
+        assert r.local_deleted == 1 and r.state == "indexed"
+        assert not spool.absolute(r.clip_path).exists()
 
 
 def test_cloud_init_twice_is_a_no_op_the_second_time(tmp_path, ice):
@@ -358,9 +358,9 @@ def test_search_maps_hits_to_camera_and_wall_clock(tmp_path, oss, ice):
     assert total == 2 and len(matches) == 2
     by_clip = {m.clip_id: m for m in matches}
     for row in spool.rows():
-        m = by_clip[row["clip_id"]]
-        assert m.camera == "cam1" and m.start == row["start_wall"] + 0.0
-        assert m.end == row["start_wall"] + 5.0
+        m = by_clip[row.clip_id]
+        assert m.camera == "cam1" and m.start == row.start_wall + 0.0
+        assert m.end == row.start_wall + 5.0
 
 
 # -- the agent as a process: kill -9 mid-upload and mid-registration ---------------------------
@@ -419,10 +419,8 @@ def test_kill_9_mid_multipart_upload_resumes_and_registers_once(
     parts = [int(r["params"]["partNumber"]) for r in log if r["op"] == "UploadPart"]
     assert parts.count(1) == 1 and parts.count(2) == 1, f"finished parts sent again: {parts}"
     [row] = spool.rows()
-    assert (
-        oss.object_bytes(BUCKET, row["clip_key"]) == spool.absolute(row["clip_path"]).read_bytes()
-    )
-    assert ice.state()["registered"] == {row["media_id"]: 1}
+    assert oss.object_bytes(BUCKET, row.clip_key) == spool.absolute(row.clip_path).read_bytes()
+    assert ice.state()["registered"] == {row.media_id: 1}
 
 
 def test_kill_9_between_insert_and_local_commit_registers_once(tmp_path, oss, ice, credentials_env):
@@ -434,7 +432,7 @@ def test_kill_9_between_insert_and_local_commit_registers_once(tmp_path, oss, ic
         wait_for(lambda: ice.state()["insert_calls"], 60, "the insert to reach the library")
     finally:
         kill_group(proc)
-    assert next(spool.rows())["state"] == "uploaded", "committed before the answer came"
+    assert next(spool.rows()).state == "uploaded", "committed before the answer came"
     proc = start(config, log=tmp_path / "agent2.log")
     try:
         wait_for(
@@ -447,7 +445,7 @@ def test_kill_9_between_insert_and_local_commit_registers_once(tmp_path, oss, ic
         assert proc.wait(60) == 0
     [row] = spool.rows()
     state = ice.state()
-    assert state["insert_calls"][row["media_id"]] == 2 and state["registered"][row["media_id"]] == 1
+    assert state["insert_calls"][row.media_id] == 2 and state["registered"][row.media_id] == 1
     assert len(state["media"]) == 1
 
 
@@ -488,18 +486,18 @@ def test_a_clip_cut_while_the_clock_was_unset_waits_then_goes_up_renamed_from_th
     o, i = up.make_oss(), up.make_ice()
     assert up.step(spool, o, i)
     [row] = spool.rows()
-    assert row["state"] == "pending" and row["clip_key"] is None, "uploaded before NTP"
+    assert row.state == "pending" and row.clip_key is None, "uploaded before NTP"
     clock.now = time.time()  # NTP sets the clock
     drain(up, spool, clock)
     [row] = spool.rows()
     stamp = time.strftime("%Y%m%dT%H%M", time.gmtime(clock.now - 10))
-    assert row["clip_id"].startswith(f"cam1_{stamp}") and row["clip_id"].endswith("_c0ffee")
-    assert abs(row["start_wall"] - (clock.now - 10)) < 5, "not dated from the boot clock"
-    assert row["state"] == "indexed" and not video.exists() and not jpg.exists()
-    date = time.strftime("%Y/%m/%d", time.gmtime(row["start_wall"]))
-    assert row["clip_key"] == f"ipc/{DEVICE}/cam1/{date}/{row['clip_id']}.mp4"
+    assert row.clip_id.startswith(f"cam1_{stamp}") and row.clip_id.endswith("_c0ffee")
+    assert abs(row.start_wall - (clock.now - 10)) < 5, "not dated from the boot clock"
+    assert row.state == "indexed" and not video.exists() and not jpg.exists()
+    date = time.strftime("%Y/%m/%d", time.gmtime(row.start_wall))
+    assert row.clip_key == f"ipc/{DEVICE}/cam1/{date}/{row.clip_id}.mp4"
     [media] = ice.state()["media"]
-    assert media["msg_body"]["customFields"]["intField1"] == int(row["start_wall"])
+    assert media["msg_body"]["customFields"]["intField1"] == int(row.start_wall)
 
 
 def test_a_clip_cut_at_1970_before_a_reboot_goes_up_as_it_is_and_says_so(
@@ -512,7 +510,7 @@ def test_a_clip_cut_at_1970_before_a_reboot_goes_up_as_it_is_and_says_so(
     with spool.db.conn:
         spool.db.conn.execute(
             "UPDATE clips SET start_wall = 3605.0, boot_id = 'an-earlier-boot' WHERE id = ?",
-            (row["id"],),
+            (row.id,),
         )
     clock = Clock()
     clock.now = time.time()
@@ -520,19 +518,19 @@ def test_a_clip_cut_at_1970_before_a_reboot_goes_up_as_it_is_and_says_so(
     with caplog.at_level(logging.WARNING, logger="agent.deliver.uploader"):
         drain(up, spool, clock)
     [after] = spool.rows()
-    assert after["state"] == "indexed" and after["clip_id"] == row["clip_id"]
+    assert after.state == "indexed" and after.clip_id == row.clip_id
     lost = [r.getMessage() for r in caplog.records if "real time is lost" in r.getMessage()]
-    assert len(lost) == 1 and row["clip_id"] in lost[0], caplog.text
+    assert len(lost) == 1 and row.clip_id in lost[0], caplog.text
 
 
 def test_a_retry_set_while_the_clock_ran_hours_ahead_is_due_once_it_is_put_back(tmp_path, oss, ice):
     spool = make_clips(tmp_path, 2)
     clock = Clock()
     up = make_uploader(tmp_path, oss, ice, clock=clock, max_backoff=30)
-    soon, stranded = (r["id"] for r in spool.rows())
+    soon, stranded = (r.id for r in spool.rows())
     spool.defer(soon, "backing off", clock.now + 20)  # a real backoff: respected
     spool.defer(stranded, "set at +6 h", clock.now + 6 * 3600)  # then NTP put the clock back
     o, i = up.make_oss(), up.make_ice()
     assert up.step(spool, o, i)
-    assert spool.row(stranded)["state"] != "pending", "stranded until the clock catches up"
-    assert spool.row(soon)["state"] == "pending", "a real backoff was not waited out"
+    assert spool.row(stranded).state != "pending", "stranded until the clock catches up"
+    assert spool.row(soon).state == "pending", "a real backoff was not waited out"

@@ -203,7 +203,7 @@ def clips(data: Path, *states: str) -> list[dict]:
         return []
     spool = Spool(data)
     try:
-        return [r for r in spool.rows() if not states or r["state"] in states]
+        return [r for r in spool.rows() if not states or r.state in states]
     finally:
         spool.close()
 

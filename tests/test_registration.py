@@ -50,7 +50,7 @@ def settle(up: Uploader, spool: Spool, clock: Clock, max_rounds: int = 400) -> N
             if up.step(spool, o, i):
                 idle = 0
                 continue
-            due = [r["next_attempt_at"] for r in spool.rows() if r["state"] in UNSETTLED]
+            due = [r.next_attempt_at for r in spool.rows() if r.state in UNSETTLED]
             if not due:
                 return
             idle += 1
@@ -71,11 +71,11 @@ def to_state(up: Uploader, spool: Spool, clock: Clock, state: str) -> None:
     assert state == "uploaded"
     for row in spool.rows():
         up._upload(spool, o, row)
-    assert all(r["state"] == state for r in spool.rows()), spool.counts()
+    assert all(r.state == state for r in spool.rows()), spool.counts()
 
 
 def outcome(spool: Spool) -> list[tuple]:
-    return [(r["clip_id"], r["state"], r["media_id"], r["reason"]) for r in spool.rows()]
+    return [(r.clip_id, r.state, r.media_id, r.reason) for r in spool.rows()]
 
 
 # -- 1. read-your-writes registration -------------------------------------------------------
@@ -107,7 +107,7 @@ def test_an_insert_that_took_effect_ends_registered_once_whatever_the_answer(
         ice.control("duplicate_insert", mode="reject", **DUPLICATES[answer])
         with client(ice) as c:
             for row in spool.rows():
-                mid = media_id(DEVICE, row["camera"], row["clip_id"])
+                mid = media_id(DEVICE, row.camera, row.clip_id)
                 c.insert_media(LIB, DEVICE, mid, "oss://b/k.mp4", [], msg_body(row, DEVICE))
     elif answer.startswith("timeout"):
         ice.control("fault", action="InsertMediaToSearchLib", kind="delay", delay=1.5, count=2)
@@ -116,7 +116,7 @@ def test_an_insert_that_took_effect_ends_registered_once_whatever_the_answer(
     settle(up, spool, clock)
     state = ice.state()
     assert len(state["media"]) == 2, state["media"]
-    assert all(r["state"] == "indexed" and r["reason"] is None for r in spool.rows())
+    assert all(r.state == "indexed" and r.reason is None for r in spool.rows())
     assert all(n == 1 for n in state["registered"].values()), state["registered"]
     asked = [r for r in state["requests"] if r["action"] == "QueryMediaIndexJob"]
     assert asked, "the library was not asked"
@@ -141,9 +141,9 @@ def test_an_insert_refused_in_unknown_words_fails_with_the_message_when_the_medi
     )
     settle(up, spool, clock)
     [row] = spool.rows()
-    assert row["state"] == "failed", row
-    assert "Media.Refused" in row["reason"] and "not decodable" in row["reason"]
-    assert "RequestId" in row["reason"]
+    assert row.state == "failed", row
+    assert "Media.Refused" in row.reason and "not decodable" in row.reason
+    assert "RequestId" in row.reason
     assert ice.state()["media"] == []
     assert up.health.online, "a refused clip is not an outage"
 
@@ -158,7 +158,7 @@ def test_a_5xx_on_an_insert_that_did_not_happen_retries_it(tmp_path, oss, ice):
     assert up.step(spool, o, i)
     i.close()
     [row] = spool.rows()
-    assert row["state"] == "uploaded" and "ServiceUnavailable" in row["last_error"]
+    assert row.state == "uploaded" and "ServiceUnavailable" in row.last_error
     assert up.health.reason == OUTAGE
     settle(up, spool, clock)
     assert_registered_once(spool, oss, ice)
@@ -204,7 +204,7 @@ def _go_offline(up: Uploader, spool: Spool, clock: Clock, oss, ice, stage: str) 
             oss.fault("status", status=503, code="ServiceUnavailable", count=1)
         assert up.step(spool, o, i)
         assert not up.health.online
-        due = min(r["next_attempt_at"] for r in spool.rows())
+        due = min(r.next_attempt_at for r in spool.rows())
         clock.now = max(up.health.retry_at, due) + 0.001
     finally:
         i.close()
@@ -212,7 +212,7 @@ def _go_offline(up: Uploader, spool: Spool, clock: Clock, oss, ice, stage: str) 
 
 def _clip_file(spool: Spool) -> Path:
     [row] = spool.rows()
-    return spool.absolute(row["clip_path"])
+    return spool.absolute(row.clip_path)
 
 
 PROBE_FAILURES = {
@@ -249,7 +249,7 @@ def test_no_failure_of_the_probe_leaves_the_uploader_idle(tmp_path, oss, ice, na
     elif kind == "ice-dup":
         [row] = spool.rows()
         with client(ice) as c:
-            mid = media_id(DEVICE, row["camera"], row["clip_id"])
+            mid = media_id(DEVICE, row.camera, row.clip_id)
             c.insert_media(LIB, DEVICE, mid, "oss://b/k.mp4", [], msg_body(row, DEVICE))
         ice.control("duplicate_insert", mode="reject", status=400, code="Nope", message="no")
     elif kind == "ice-drop":
@@ -289,7 +289,7 @@ def test_no_failure_of_the_probe_leaves_the_uploader_idle(tmp_path, oss, ice, na
     finally:
         i.close()
     [probed] = spool.rows()
-    assert probed["state"] == state_after, (probed["state"], probed["reason"], probed["last_error"])
+    assert probed.state == state_after, (probed.state, probed.reason, probed.last_error)
     assert up.health.probe is None, "the probe never ended"
     if restore:
         restore()
@@ -297,11 +297,11 @@ def test_no_failure_of_the_probe_leaves_the_uploader_idle(tmp_path, oss, ice, na
     more = make_clips(tmp_path, 3, camera=second)
     more.close()
     settle(up, spool, clock)
-    fresh = [r for r in spool.rows() if r["camera"] == second]
-    assert len(fresh) == 3 and all(r["state"] == "indexed" for r in fresh), outcome(spool)
+    fresh = [r for r in spool.rows() if r.camera == second]
+    assert len(fresh) == 3 and all(r.state == "indexed" for r in fresh), outcome(spool)
     assert up.health.online
-    [again] = [r for r in spool.rows() if r["camera"] == first]
-    assert again["state"] == ("failed" if state_after == "failed" else "indexed"), again
+    [again] = [r for r in spool.rows() if r.camera == first]
+    assert again.state == ("failed" if state_after == "failed" else "indexed"), again
 
 
 @pytest.mark.parametrize(
@@ -328,14 +328,14 @@ def test_a_bucket_or_library_wide_error_pauses_with_a_reason_and_fails_no_clip(
     finally:
         i.close()
     rows = list(spool.rows())
-    assert all(r["state"] != "failed" for r in rows), outcome(spool)
+    assert all(r.state != "failed" for r in rows), outcome(spool)
     assert not up.health.online
     reason = up.health.reason
     if where.startswith("oss"):
         assert reason == f"bucket {bucket}: NoSuchBucket"
     else:
         assert reason == f"search library {LIB} does not exist (ipc-agent cloud init creates it)"
-    tried = sum(r["attempts"] for r in rows)
+    tried = sum(r.attempts for r in rows)
     assert tried <= 3, "a paused uploader went on trying clip after clip"
     table = render(status_model(up))
     assert f"cloud: DELIVERY PAUSED ({reason})" in table.replace("\n  ", " ")
@@ -346,7 +346,7 @@ def test_a_bucket_or_library_wide_error_pauses_with_a_reason_and_fails_no_clip(
         with client(ice) as c:
             init_library(c, cloud_settings(None, ice), "Shared")
     settle(up, spool, clock)
-    assert all(r["state"] == "indexed" for r in spool.rows()), outcome(spool)
+    assert all(r.state == "indexed" for r in spool.rows()), outcome(spool)
     assert up.health.online
 
 
@@ -403,7 +403,7 @@ def test_ice_retry_after_is_honoured(tmp_path, oss, ice):
         assert up.health.reason == THROTTLED
         assert up.health.retry_at - start >= 45, "retried before the service said"
         [row] = spool.rows()
-        assert row["next_attempt_at"] - start >= 45
+        assert row.next_attempt_at - start >= 45
         clock.now = start + 44
         assert not up.step(spool, o, i)
     finally:
@@ -435,7 +435,7 @@ def test_a_row_whose_keyframes_cannot_be_read_waits_and_the_rest_goes_through(tm
     up = make_uploader(tmp_path, oss, ice, clock=clock)
     [first, *_] = spool.rows()
     with spool.db.conn:
-        spool.db.conn.execute("UPDATE clips SET keyframes = '[' WHERE id = ?", [first["id"]])
+        spool.db.conn.execute("UPDATE clips SET keyframes = '[' WHERE id = ?", [first.id])
     o, i = up.make_oss(), up.make_ice()
     try:
         for _ in range(30):
@@ -443,8 +443,8 @@ def test_a_row_whose_keyframes_cannot_be_read_waits_and_the_rest_goes_through(tm
                 clock.now += 5
     finally:
         i.close()
-    rows = {r["id"]: r for r in spool.rows()}
-    assert rows[first["id"]]["state"] in ("pending", "uploading")
-    assert "JSONDecodeError" in rows[first["id"]]["last_error"]
-    assert sum(r["state"] == "indexed" for r in rows.values()) == 2
+    rows = {r.id: r for r in spool.rows()}
+    assert rows[first.id].state in ("pending", "uploading")
+    assert "JSONDecodeError" in rows[first.id].last_error
+    assert sum(r.state == "indexed" for r in rows.values()) == 2
     json.dumps(outcome(spool))

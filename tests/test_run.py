@@ -29,12 +29,12 @@ def test_run_once_catalogues_every_clip_as_pending(tmp_path, walk):
     rows = assert_catalog_matches_disk(tmp_path / "data")
     assert len(rows) >= len(walk.motion)
     for row in rows:
-        assert row["state"] == "pending" and row["camera"] == "cam1"
-        assert row["clip_id"].startswith("cam1_") and row["codec"] == "h264"
-        assert (row["width"], row["height"]) == (walk.width, walk.height)
-        assert row["started_at"].endswith("Z") and row["duration"] > 0
-        clip = tmp_path / "data" / row["clip_path"]
-        assert_valid_clip(clip, row["media_start"], row["media_end"])
+        assert row.state == "pending" and row.camera == "cam1"
+        assert row.clip_id.startswith("cam1_") and row.codec == "h264"
+        assert (row.width, row.height) == (walk.width, walk.height)
+        assert row.started_at.endswith("Z") and row.duration > 0
+        clip = tmp_path / "data" / row.clip_path
+        assert_valid_clip(clip, row.media_start, row.media_end)
 
 
 def test_sigterm_mid_event_finishes_the_clip_and_exits_zero(tmp_path, long_event):
@@ -50,8 +50,8 @@ def test_sigterm_mid_event_finishes_the_clip_and_exits_zero(tmp_path, long_event
     assert proc.returncode == 0, out
     assert "Traceback" not in out, out
     [row] = assert_catalog_matches_disk(data)
-    assert row["media_end"] < long_event.duration - 1, "the clip was not cut short by the stop"
-    assert_valid_clip(data / row["clip_path"], row["media_start"], row["media_end"])
+    assert row.media_end < long_event.duration - 1, "the clip was not cut short by the stop"
+    assert_valid_clip(data / row.clip_path, row.media_start, row.media_end)
 
 
 def test_kill_9_mid_clip_then_restart_leaves_a_consistent_catalog(tmp_path, long_event):
@@ -71,7 +71,7 @@ def test_kill_9_mid_clip_then_restart_leaves_a_consistent_catalog(tmp_path, long
     assert proc.returncode == 0, out
     assert "removed partial file" in out
     rows = assert_catalog_matches_disk(data)
-    assert rows and all(r["state"] == "pending" for r in rows)
+    assert rows and all(r.state == "pending" for r in rows)
 
 
 def test_run_without_cameras_says_so(tmp_path):

@@ -54,7 +54,7 @@ def clips_of_each(data_dir: Path) -> list[dict] | None:
     if not (data_dir / "spool.db").exists():
         return None
     rows = catalogue(data_dir)
-    return rows if {r["camera"] for r in rows} == {"cam1", "cam2"} else None
+    return rows if {r.camera for r in rows} == {"cam1", "cam2"} else None
 
 
 def test_a_worker_crash_brings_its_cameras_back_within_5_s_and_loses_no_clip(tmp_path, video):
@@ -90,8 +90,8 @@ def test_a_worker_crash_brings_its_cameras_back_within_5_s_and_loses_no_clip(tmp
     finally:
         assert terminate(proc) == 0, log.read_text()[-3000:]
     rows = assert_catalog_matches_disk(data_dir)
-    ids = {r["clip_id"] for r in rows}
-    assert {r["clip_id"] for r in before} <= ids, "a catalogued clip was lost"
+    ids = {r.clip_id for r in rows}
+    assert {r.clip_id for r in before} <= ids, "a catalogued clip was lost"
     assert "Traceback" not in log.read_text()
 
 

@@ -178,7 +178,7 @@ def search(
     matches: list[Match] = []
     for hit in result.hits:
         row = spool.by_media_id(hit.media_id) if spool else None
-        base = row["start_wall"] if row else None
+        base = row.start_wall if row else None
         for clip in hit.clips or (Clip(None, None, None),):
             start = base + clip.start if base is not None and clip.start is not None else None
             end = base + clip.end if base is not None and clip.end is not None else None
@@ -186,12 +186,12 @@ def search(
                 Match(
                     media_id=hit.media_id,
                     score=clip.score,
-                    camera=row["camera"] if row else None,
-                    clip_id=row["clip_id"] if row else None,
+                    camera=row.camera if row else None,
+                    clip_id=row.clip_id if row else None,
                     start=start,
                     end=end,
-                    clip_path=str(spool.absolute(row["clip_path"]))
-                    if row and spool and not row["local_deleted"]
+                    clip_path=str(spool.absolute(row.clip_path))
+                    if row and spool and not row.local_deleted
                     else None,
                     offset_start=clip.start,
                     offset_end=clip.end,

@@ -38,7 +38,6 @@ tells capture to cut no new clips until there is room again.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import shutil
@@ -67,9 +66,11 @@ from agent.spool import (
     TO_INDEX,
     TO_REGISTER,
     TO_UPLOAD,
+    ClipRow,
     Spool,
     boot_clock,
 )
+from agent.spool_repair import retime
 
 log = logging.getLogger(__name__)
 
@@ -100,40 +101,37 @@ def media_id(device_id: str, camera: str, clip_id: str) -> str:
     return hashlib.md5(f"{device_id}/{camera}/{clip_id}".encode()).hexdigest()
 
 
-def msg_body(row: dict[str, Any], device_id: str) -> dict[str, Any]:
+def msg_body(row: ClipRow, device_id: str) -> dict[str, Any]:
     """What maps a search hit back to a camera and a moment, and lets searches filter.
 
     ICE's MsgBody carries a `title` and three custom fields only (`strField1`, `strField2`,
     `intField1`), which SearchMediaByHybrid can filter on: the camera, where the clip came
     from, and the epoch second the clip starts.
     """
-    start = row["start_wall"]
+    start = row.start_wall
     local = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start))
     return {
-        "title": f"{row['camera']} {local}",
+        "title": f"{row.camera} {local}",
         "customFields": {
-            "strField1": row["camera"],
-            "strField2": f"{device_id}/{row['clip_id']}",
+            "strField1": row.camera,
+            "strField2": f"{device_id}/{row.clip_id}",
             "intField1": int(start),
         },
     }
 
 
-def keys_for(row: dict[str, Any], cloud: CloudSettings, device_id: str) -> tuple[str, list[str]]:
+def keys_for(row: ClipRow, cloud: CloudSettings, device_id: str) -> tuple[str, list[str]]:
     def key(suffix: str) -> str:
-        return object_key(
-            cloud.prefix, device_id, row["camera"], row["start_wall"], row["clip_id"], suffix
-        )
+        return object_key(cloud.prefix, device_id, row.camera, row.start_wall, row.clip_id, suffix)
 
-    count = len(json.loads(row["keyframes"]))
-    return key(".mp4"), [key(f"_{i}.jpg") for i in range(count)]
+    return key(".mp4"), [key(f"_{i}.jpg") for i in range(len(row.keyframes))]
 
 
-def _now_in(row: dict[str, Any]) -> tuple[str, ...]:
+def _now_in(row: ClipRow) -> tuple[str, ...]:
     """The states a claimed row can be in when its step fails: as claimed, or moved on from
     pending to uploading by the step itself (a guard on the claimed state alone would miss
     it, leaving the clip "uploading" and retried at once, forever)."""
-    return (row["state"], "uploading") if row["state"] == "pending" else (row["state"],)
+    return (row.state, "uploading") if row.state == "pending" else (row.state,)
 
 
 def backoff(attempts: int, cap: float, rng: random.Random) -> float:
@@ -252,18 +250,18 @@ class Uploader:
             return False
         stage, row = claimed
         try:
-            if stage == "upload" and row["start_wall"] < CLOCK_FLOOR:
+            if stage == "upload" and row.start_wall < CLOCK_FLOOR:
                 fresh = self._retime(spool, row)
                 if fresh is None:  # nothing goes up under a 1970 name and date
-                    spool.defer(row["id"], "the wall clock is not set yet", self.clock() + 5)
+                    spool.defer(row.id, "the wall clock is not set yet", self.clock() + 5)
                     return True
                 row = fresh
-                if row["start_wall"] < CLOCK_FLOOR and row["state"] == "pending":
+                if row.start_wall < CLOCK_FLOOR and row.state == "pending":
                     log.warning(
                         "clip %s was cut while the wall clock was unset and the gateway has "
                         "rebooted since: its real time is lost; it goes up dated %s",
-                        row["clip_id"],
-                        row["started_at"],
+                        row.clip_id,
+                        row.started_at,
                     )
             if stage == "upload":
                 self._upload(spool, oss, row)
@@ -278,31 +276,29 @@ class Uploader:
             if exc.filename and Path(f"{exc.filename}{TMP_SUFFIX}").exists():
                 # Catalogued, but its camera was cut off before renaming the files: the
                 # camera's restart (or the agent's) finishes that. Not lost.
-                spool.defer(row["id"], f"not renamed yet: {exc.filename}", self.clock() + 5)
+                spool.defer(row.id, f"not renamed yet: {exc.filename}", self.clock() + 5)
                 return True
             spool.advance(
-                row["id"], _now_in(row), "failed", reason=f"local file missing: {exc.filename}"
+                row.id, _now_in(row), "failed", reason=f"local file missing: {exc.filename}"
             )
-            log.error(
-                "clip %s: local file missing (%s); marked failed", row["clip_id"], exc.filename
-            )
+            log.error("clip %s: local file missing (%s); marked failed", row.clip_id, exc.filename)
         except Exception as exc:  # noqa: BLE001 - a bug or a local fault: the clip waits
             # Not the cloud's answer: the clip is tried again later, nothing else changes.
             message = f"{type(exc).__name__}: {exc}"
             spool.defer(
-                row["id"],
+                row.id,
                 message,
-                self.clock() + backoff(row["attempts"], self.upload.max_backoff, self.rng),
+                self.clock() + backoff(row.attempts, self.upload.max_backoff, self.rng),
             )
-            log.error("clip %s: delivery step failed: %s; will retry", row["clip_id"], message)
+            log.error("clip %s: delivery step failed: %s; will retry", row.clip_id, message)
         finally:
             with self.lock:
-                self.inflight.discard(row["id"])
-                if self.health.probe == row["id"]:
+                self.inflight.discard(row.id)
+                if self.health.probe == row.id:
                     self.health.probe = None  # whatever it ended in, the probe is over
         return True
 
-    def _claim(self, spool: Spool) -> tuple[str, dict[str, Any]] | None:
+    def _claim(self, spool: Spool) -> tuple[str, ClipRow] | None:
         now = self.clock()
         # Retry times are wall-clock times: one further ahead than any backoff was set while
         # the clock ran ahead (then NTP put it back) and is due now, not hours later.
@@ -324,72 +320,72 @@ class Uploader:
                     self.picks += 1
             if row is None:
                 return None
-            self.inflight.add(row["id"])
+            self.inflight.add(row.id)
             if not h.online:
-                h.probe = row["id"]
+                h.probe = row.id
             return stage, row
 
     # -- the steps -----------------------------------------------------------------------------
 
-    def _retime(self, spool: Spool, row: dict[str, Any]) -> dict[str, Any] | None:
+    def _retime(self, spool: Spool, row: ClipRow) -> ClipRow | None:
         """A clip cut while the wall clock was unset (a box without RTC boots at 1970), named
         and dated again from the boot clock once the wall clock is set. The row as it is
         now, or None while it must wait (clock still unset, files being published)."""
         boot, boot_id = boot_clock()
-        if row["start_boot"] is None or row["boot_id"] != boot_id:
+        if row.start_boot is None or row.boot_id != boot_id:
             return row  # cut before a reboot: its real time is lost, it goes as it is
         now = self.clock()
         if now < CLOCK_FLOOR:
             return None
-        start = now - (boot - row["start_boot"])
+        start = now - (boot - row.start_boot)
         if start < CLOCK_FLOOR:
             return row  # no better time to give it
         try:
-            new_id = spool.retime(row, start)
+            new_id = retime(spool, row, start)
         except OSError as exc:  # a full disk, say: try again later
-            log.warning("clip %s: cannot rename it yet: %s", row["clip_id"], exc)
+            log.warning("clip %s: cannot rename it yet: %s", row.clip_id, exc)
             return None
         if new_id is None:
             return None
         log.warning(
             "clip %s was cut while the wall clock was unset; renamed %s (from the boot clock)",
-            row["clip_id"],
+            row.clip_id,
             new_id,
         )
-        return spool.row(row["id"])
+        return spool.row(row.id)
 
-    def _upload(self, spool: Spool, oss: OssUploader, row: dict[str, Any]) -> None:
+    def _upload(self, spool: Spool, oss: OssUploader, row: ClipRow) -> None:
         # A first try cannot find its objects on OSS; a clip already "uploading" was cut off
         # (crash, outage) and checks what is there first, so nothing is sent twice.
-        first_try = spool.advance(row["id"], ("pending",), "uploading")
+        first_try = spool.advance(row.id, ("pending",), "uploading")
         put = oss.upload_file if first_try else oss.ensure_uploaded
         clip_key, kf_keys = keys_for(row, self.cloud, self.device_id)
-        keyframes = [spool.absolute(k["path"]) for k in json.loads(row["keyframes"])]
+        keyframes = [spool.absolute(k.path) for k in row.keyframes]
         try:
             for path, key in zip(keyframes, kf_keys):
                 put(key, path)
-            put(clip_key, spool.absolute(row["clip_path"]))
+            put(clip_key, spool.absolute(row.clip_path))
         except OssError as exc:
             raise bucket_wide(exc, self.cloud.bucket) or exc from None
         spool.advance(
-            row["id"],
+            row.id,
             ("uploading",),
             "uploaded",
             clip_key=clip_key,
-            keyframe_keys=json.dumps(kf_keys),
+            keyframe_keys=kf_keys,
             uploaded_at=self.clock(),
         )
 
-    def _register(self, spool: Spool, ice: IceClient, row: dict[str, Any]) -> None:
-        mid = media_id(self.device_id, row["camera"], row["clip_id"])
+    def _register(self, spool: Spool, ice: IceClient, row: ClipRow) -> None:
+        mid = media_id(self.device_id, row.camera, row.clip_id)
         bucket = self.cloud.bucket
-        images = [f"oss://{bucket}/{k}" for k in json.loads(row["keyframe_keys"] or "[]")]
+        images = [f"oss://{bucket}/{k}" for k in row.keyframe_keys or ()]
         try:
             ice.insert_media(
                 self.cloud.search_lib,
                 self.cloud.namespace,
                 mid,
-                f"oss://{bucket}/{row['clip_key']}",
+                f"oss://{bucket}/{row.clip_key}",
                 images,
                 msg_body(row, self.device_id),
             )
@@ -404,13 +400,13 @@ class Uploader:
                 raise
             log.info(
                 "clip %s: media %s is in the library (the insert answered %s); registered",
-                row["clip_id"],
+                row.clip_id,
                 mid,
                 exc.code or type(exc).__name__,
             )
         now = self.clock()
         spool.advance(
-            row["id"],
+            row.id,
             TO_REGISTER,
             "registered",
             media_id=mid,
@@ -451,29 +447,29 @@ class Uploader:
                 exc,
             )
 
-    def _check_index(self, spool: Spool, ice: IceClient, row: dict[str, Any]) -> None:
+    def _check_index(self, spool: Spool, ice: IceClient, row: ClipRow) -> None:
         try:
-            jobs = ice.query_media_index_job(self.cloud.search_lib, row["media_id"])
+            jobs = ice.query_media_index_job(self.cloud.search_lib, row.media_id)
         except IceError as exc:
             if not exc.retryable:
                 self._check_library(ice, exc)
             raise
         now = self.clock()
         if jobs.succeeded:
-            spool.advance(row["id"], TO_INDEX, "indexed", index_status="Success", indexed_at=now)
+            spool.advance(row.id, TO_INDEX, "indexed", index_status="Success", indexed_at=now)
         elif jobs.failed:
             spool.advance(
-                row["id"],
+                row.id,
                 TO_INDEX,
                 "failed",
                 index_status="Fail",
                 reason="the search library's index job failed",
             )
-            log.error("clip %s: index job failed in %s", row["clip_id"], self.cloud.search_lib)
+            log.error("clip %s: index job failed in %s", row.clip_id, self.cloud.search_lib)
         else:
             checks = self.index_checks
-            wait = checks[min(row["attempts"] + 1, len(checks) - 1)]
-            spool.defer(row["id"], "index job still running", now + wait)
+            wait = checks[min(row.attempts + 1, len(checks) - 1)]
+            spool.defer(row.id, "index job still running", now + wait)
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -486,7 +482,7 @@ class Uploader:
                 )
             self.health = Health()
 
-    def _failed(self, spool: Spool, row: dict[str, Any], exc: Exception) -> None:
+    def _failed(self, spool: Spool, row: ClipRow, exc: Exception) -> None:
         # Any 403 is "not allowed": a proxy's HTML page carries no OSS code, and failing
         # clips for it would need every one re-queued by hand once the cause is fixed.
         auth = isinstance(exc, (IceAuthError, IceCredentialsError, CredentialsError)) or (
@@ -497,14 +493,14 @@ class Uploader:
         now = self.clock()
         self.last_error = (now, str(exc))
         if not retryable:
-            spool.advance(row["id"], _now_in(row), "failed", reason=str(exc))
-            log.error("clip %s failed (not retryable): %s", row["clip_id"], exc)
+            spool.advance(row.id, _now_in(row), "failed", reason=str(exc))
+            log.error("clip %s failed (not retryable): %s", row.clip_id, exc)
             self._succeeded()  # the service answered, about this clip only: it is up
             return
         cap = self.upload.max_backoff
         wait = server_wait(exc)
-        clip_wait = cap if paused else backoff(row["attempts"], cap, self.rng)
-        spool.defer(row["id"], str(exc), now + max(clip_wait, wait))
+        clip_wait = cap if paused else backoff(row.attempts, cap, self.rng)
+        spool.defer(row.id, str(exc), now + max(clip_wait, wait))
         with self.lock:
             h = self.health
             h.failures += 1
@@ -553,17 +549,17 @@ class Uploader:
         if now >= CLOCK_FLOOR:  # clips cut before the clock was set (uploads do their own)
             for row in spool.unset_clock_rows():
                 with self.lock:
-                    if row["id"] in self.inflight:
+                    if row.id in self.inflight:
                         continue
-                    self.inflight.add(row["id"])
+                    self.inflight.add(row.id)
                 try:
                     self._retime(spool, row)
                 finally:
                     with self.lock:
-                        self.inflight.discard(row["id"])
+                        self.inflight.discard(row.id)
         keep = self.upload.keep_local_hours * 3600
         while (row := spool.oldest(("registered", "indexed"))) and (
-            row["registered_at"] + keep <= now or self._over(spool)
+            row.registered_at + keep <= now or self._over(spool)
         ):
             self._delete_local(spool, row, keyframes=True)
         stopped = spool.get_meta(STOP_RECORDING)
@@ -576,14 +572,14 @@ class Uploader:
                 return
             with self.lock:
                 victim = next(
-                    (r for r in self._oldest_pending(spool) if r["id"] not in self.inflight), None
+                    (r for r in self._oldest_pending(spool) if r.id not in self.inflight), None
                 )
             if victim is None:
                 return
             reason = f"dropped to make room: {self._limit_text(spool)}"
             self._delete_local(spool, victim, keyframes=False, state="dropped", reason=reason)
             self.drops += 1
-            log.error("clip %s %s (%d dropped so far)", victim["clip_id"], reason, self.drops)
+            log.error("clip %s %s (%d dropped so far)", victim.clip_id, reason, self.drops)
         if stopped:
             spool.set_meta(STOP_RECORDING, None)
             log.warning("disk has room again; recording resumes")
@@ -606,24 +602,22 @@ class Uploader:
     @staticmethod
     def _oldest_pending(spool: Spool):
         for row in spool.rows(state="pending"):
-            if not row["local_deleted"]:
+            if not row.local_deleted:
                 yield row
 
     @staticmethod
     def _delete_local(
         spool: Spool,
-        row: dict[str, Any],
+        row: ClipRow,
         *,
         keyframes: bool,
         state: str | None = None,
         reason: str | None = None,
     ) -> None:
         """Row first, then files: a crash in between is finished by Spool.recover."""
-        spool.mark_local_deleted(row["id"], state=state, reason=reason)
-        paths = [spool.absolute(row["clip_path"])]
-        if keyframes:
-            paths += [spool.absolute(k["path"]) for k in json.loads(row["keyframes"])]
-        for p in paths:
+        spool.mark_local_deleted(row.id, state=state, reason=reason)
+        paths = spool.files(row)
+        for p in paths if keyframes else paths[:1]:
             p.unlink(missing_ok=True)
 
 

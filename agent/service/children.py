@@ -31,6 +31,7 @@ from agent.capture.pipeline import CameraPipeline, snapshot
 from agent.capture.source import SourceError
 from agent.config import CameraConfig, Config
 from agent.spool import Spool
+from agent.spool_repair import publish_partial
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def run_camera(config: Config, cam: CameraConfig, stop: Lifeline, reports: Any) 
     spool = Spool(config.agent.data_dir)
     pipe = None
     try:
-        spool.publish_partial(cam.name)  # what this camera's previous run was cut off in
+        publish_partial(spool, cam.name)  # what this camera's previous run was cut off in
         pipe = CameraPipeline(cam, SpoolSink(spool), stop)
         stop.report = lambda: snapshot(pipe)
         try:
