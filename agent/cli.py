@@ -19,19 +19,11 @@ from agent.service.lock import DataDirBusy
 log = logging.getLogger("agent")
 
 
-def _config(path: str | None, required: bool) -> Config:
-    """The effective config: the local file plus the fleet documents the daemon applied."""
-    from agent.service.fleet import load_effective
-
-    if path is None and not required and not DEFAULT_CONFIG_PATH.exists():
-        return Config()
-    return load_effective(path or DEFAULT_CONFIG_PATH)
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
+    from agent.config_source import load_effective
     from agent.replay import ReplayError, replay
 
-    config = _config(args.config, required=False)
+    config = load_effective(args.config, required=False)
     out = Path(args.out) if args.out else Path.cwd() / time.strftime("replay-%Y%m%d-%H%M%S")
 
     def show(clip: dict) -> None:
@@ -86,7 +78,7 @@ def _nothing_to_do(config: Config) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.service.fleet import ConfigSource
+    from agent.config_source import ConfigSource
     from agent.service.supervisor import run
 
     path = Path(args.config or DEFAULT_CONFIG_PATH)
@@ -113,8 +105,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace, spool) -> int:
     """`queue retry`: failed clips back to the step they failed at; per id, why not."""
-    from agent.spool import State
-
     if bool(args.ids) == bool(args.failed):
         print(
             "ipc-agent queue retry: name clip ids, or --failed for all (not both)", file=sys.stderr
@@ -129,10 +119,10 @@ def _retry(args: argparse.Namespace, spool) -> int:
         row = spool.row(clip_id)
         if row is None:
             why = f"no such clip in {spool.path} (see: ipc-agent queue)"
-        elif row.state != State.FAILED:
-            why = f"it is {row.state}, not failed; only failed clips are queued again"
+        elif row["state"] != "failed":
+            why = f"it is {row['state']}, not failed; only failed clips are queued again"
         elif spool.requeue([clip_id]) == 1:
-            print(f"clip {clip_id}: queued again (it had failed: {row.reason or 'no reason'})")
+            print(f"clip {clip_id}: queued again (it had failed: {row['reason'] or 'no reason'})")
             continue
         else:  # its state changed under us (the uploader)
             why = "it is no longer failed"
@@ -142,6 +132,7 @@ def _retry(args: argparse.Namespace, spool) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from agent.config_source import load_effective
     from agent.spool import STATES, Spool
 
     if args.action != "retry" and (args.ids or args.failed):
@@ -156,7 +147,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    config = _config(args.config, required=True)
+    config = load_effective(args.config)
     data_dir = config.agent.data_dir
     if not (data_dir / "spool.db").exists():
         print(
@@ -170,15 +161,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
     rows = list(spool.rows(state=args.state, camera=args.camera))
     if args.json:
         for row in rows:  # the spool's JSON columns as JSON, not as strings of it
-            print(json.dumps(row.as_json()))
+            row["keyframes"] = json.loads(row["keyframes"])
+            row["keyframe_keys"] = json.loads(row["keyframe_keys"] or "null")
+            print(json.dumps(row))
         return 0
     print(
         f"{'id':>5}  {'camera':<14}{'started (UTC)':<22}{'dur s':>6}  {'state':<10}keyframes  clip"
     )
     for r in rows:
         print(
-            f"{r.id:>5}  {r.camera:<14}{r.started_at[:19]:<22}{r.duration:>6.1f}  "
-            f"{r.state:<10}{len(r.keyframes):>9}  {data_dir / r.clip_path}"
+            f"{r['id']:>5}  {r['camera']:<14}{r['started_at'][:19]:<22}{r['duration']:>6.1f}  "
+            f"{r['state']:<10}{len(json.loads(r['keyframes'])):>9}  {data_dir / r['clip_path']}"
         )
     counts = ", ".join(f"{n} {state}" for state, n in spool.counts().items() if n)
     print(f"{len(rows)} clip(s) listed; spool {data_dir / 'spool.db'}: {counts or 'empty'}")
@@ -222,9 +215,10 @@ def _cloud_errors(func):
 
 @_cloud_errors
 def cmd_cloud_init(args: argparse.Namespace) -> int:
+    from agent.config_source import load_effective
     from agent.deliver.library import init_library
 
-    config = _config(args.config, required=True)
+    config = load_effective(args.config)
     with _cloud_clients(config) as ice:
         for line in init_library(ice, config.cloud, args.level):
             print(line)
@@ -233,10 +227,11 @@ def cmd_cloud_init(args: argparse.Namespace) -> int:
 
 @_cloud_errors
 def cmd_search(args: argparse.Namespace) -> int:
+    from agent.config_source import load_effective
     from agent.deliver.library import parse_since, search
     from agent.spool import Spool
 
-    config = _config(args.config, required=True)
+    config = load_effective(args.config)
     if not 1 <= args.limit <= 50:
         print(f"ipc-agent search: --limit {args.limit}: expected 1 to 50", file=sys.stderr)
         return 2
@@ -295,10 +290,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from agent.config_source import load_effective
     from agent.service.lock import holder
     from agent.service.status import fetch, offline_model, prometheus, render
 
-    config = _config(args.config, required=True)
+    config = load_effective(args.config)
     model = fetch(config.agent.data_dir)
     running = model is not None
     if model is None:
@@ -360,13 +356,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     from agent.config import dump
+    from agent.config_source import load_effective
 
-    print(dump(_config(args.config, required=True)), end="")
+    print(dump(load_effective(args.config)), end="")
     return 0
 
 
 def cmd_fleet_keygen(args: argparse.Namespace) -> int:
-    from agent.service.fleet import FleetKeyError, keygen
+    from agent.fleet_operator import FleetKeyError, keygen
 
     try:
         private, public, line = keygen(Path(args.out))
@@ -385,8 +382,8 @@ def _fleet_errors(func):
     def wrapper(args: argparse.Namespace) -> int:
         from agent.deliver.credentials import CredentialsError
         from agent.deliver.oss import OssError
+        from agent.fleet_operator import FleetKeyError
         from agent.fleetdoc import FleetDocError
-        from agent.service.fleet import FleetKeyError
 
         try:
             return func(args)
@@ -400,9 +397,10 @@ def _fleet_errors(func):
 @_fleet_errors
 def cmd_fleet_publish(args: argparse.Namespace) -> int:
     from agent import fleetdoc
-    from agent.service.fleet import load_private_key, publish
+    from agent.config_source import load_effective
+    from agent.fleet_operator import load_private_key, publish
 
-    config = load(args.config or DEFAULT_CONFIG_PATH)
+    config = load_effective(args.config)
     key = load_private_key(Path(args.key))
     target = fleetdoc.target("group", args.group) if args.group else None
     target = target or fleetdoc.target("device", args.device)
@@ -414,9 +412,10 @@ def cmd_fleet_publish(args: argparse.Namespace) -> int:
 @_fleet_errors
 def cmd_fleet_status(args: argparse.Namespace) -> int:
     from agent import fleetdoc
-    from agent.service.fleet import fleet_reports, published_version
+    from agent.config_source import load_effective
+    from agent.fleet_operator import fleet_reports, published_version
 
-    config = load(args.config or DEFAULT_CONFIG_PATH)
+    config = load_effective(args.config)
     reports = fleet_reports(config, args.group)
     if args.json:
         for r in reports:
@@ -438,6 +437,11 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_option(parser: argparse.ArgumentParser, text: str | None = None) -> None:
+    """`--config`, the local file each command reads (agent/config_source.py composes it)."""
+    parser.add_argument("--config", help=text or f"TOML config (default {DEFAULT_CONFIG_PATH})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ipc-agent", description="IP camera edge agent")
     p.add_argument("--version", action="version", version=f"ipc-agent {__version__}")
@@ -445,19 +449,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="cut a recording into clips, as fast as possible")
     r.add_argument("video", help="a video file (MP4, MKV, TS, ...)")
-    r.add_argument("--config", help="TOML config for [motion], [clip] and cameras")
+    _config_option(r, "TOML config for [motion], [clip] and cameras")
     r.add_argument("--camera", help="use this configured camera's overrides and mask")
     r.add_argument("--out", help="folder for clips and keyframes (default: ./replay-<time>)")
     r.add_argument("--json", action="store_true", help="one JSON object per clip on stdout")
     r.add_argument("--debug", action="store_true", help="also write an annotated debug.mp4")
     r.set_defaults(func=cmd_replay)
 
-    from agent import tune
+    from agent.tune import cmd_tune
 
-    tune.add_parser(sub)
+    t = sub.add_parser("tune", help="pictures of a scene to write masks by, and a motion heat-map")
+    t.add_argument("source", help="a configured camera's name, or a video file")
+    t.add_argument("--out", required=True, help="folder for frame.png and heatmap.png")
+    _config_option(t, "TOML config (cameras, [motion])")
+    t.add_argument("--camera", help="for a video file: use this camera's settings and mask")
+    t.add_argument(
+        "--seconds", type=float, help="how long to watch (default: 60 s live, a whole file)"
+    )
+    t.add_argument("--json", action="store_true", help="print the result as JSON")
+    t.set_defaults(func=cmd_tune)
 
     run = sub.add_parser("run", help="run every configured camera until SIGTERM")
-    run.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    _config_option(run)
     run.add_argument(
         "--once", action="store_true", help="exit when every file source has ended (demo, batch)"
     )
@@ -471,14 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser(
         "status", help="the agent at a glance (exit 3 when the daemon is not running)"
     )
-    st.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    _config_option(st)
     fmt = st.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="the status model as JSON")
     fmt.add_argument("--prometheus", action="store_true", help="the numbers, Prometheus text")
     st.set_defaults(func=cmd_status)
 
     q = sub.add_parser("queue", help="list the clips catalogued in the spool")
-    q.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    _config_option(q)
     q.add_argument("--state", help="only clips in this state (pending, registered, ...)")
     q.add_argument("--camera", help="only this camera's clips")
     q.add_argument("--json", action="store_true", help="one JSON object per clip")
@@ -490,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     cloud = sub.add_parser("cloud", help="set up the cloud side")
     cloud_sub = cloud.add_subparsers(dest="cloud_command", required=True)
     init = cloud_sub.add_parser("init", help="create the search library and its index (idempotent)")
-    init.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    _config_option(init)
     init.add_argument(
         "--level",
         default="Shared",
@@ -505,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     srch.add_argument("text", help='e.g. "a person carrying a box at the back door"')
-    srch.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    _config_option(srch)
     srch.add_argument("--camera", help="only this camera's clips")
     srch.add_argument("--since", help="only clips since: 30m, 2h, 1d ago, or an ISO time")
     srch.add_argument("--page", type=int, default=1, help="result page (from 1)")
@@ -514,17 +527,17 @@ def build_parser() -> argparse.ArgumentParser:
     srch.set_defaults(func=cmd_search)
 
     c = sub.add_parser("check-config", help="validate a config file and exit (= config check)")
-    c.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    _config_option(c)
     c.set_defaults(func=cmd_check)
 
     cfg = sub.add_parser("config", help="show or check configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     show = cfg_sub.add_parser("show", help="the effective config, every value, secrets redacted")
-    show.add_argument("--config", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
+    _config_option(show)
     show.set_defaults(func=cmd_config_show)
     chk = cfg_sub.add_parser("check", help="validate a file and list every problem in it")
     chk.add_argument("file", nargs="?", help=f"TOML config (default {DEFAULT_CONFIG_PATH})")
-    chk.add_argument("--config", help="the same as FILE, as every other command takes it")
+    _config_option(chk, "the same as FILE, as every other command takes it")
     chk.add_argument(
         "--local", help="with a fleet document: the gateway's config file to merge it onto"
     )
@@ -541,11 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--group", help="for every gateway of this [fleet] group")
     who.add_argument("--device", help="for one gateway (its [agent] device_id)")
     pub.add_argument("--key", required=True, help="the private key file (fleet.key, mode 0600)")
-    pub.add_argument("--config", help=f"TOML config with [cloud] (default {DEFAULT_CONFIG_PATH})")
+    _config_option(pub, f"TOML config with [cloud] (default {DEFAULT_CONFIG_PATH})")
     pub.set_defaults(func=cmd_fleet_publish)
     fs = fl_sub.add_parser("status", help="which gateways run which version, and refusals")
     fs.add_argument("--group", help="only gateways of this group")
-    fs.add_argument("--config", help=f"TOML config with [cloud] (default {DEFAULT_CONFIG_PATH})")
+    _config_option(fs, f"TOML config with [cloud] (default {DEFAULT_CONFIG_PATH})")
     fs.add_argument("--json", action="store_true", help="the report objects, one per line")
     fs.set_defaults(func=cmd_fleet_status)
     return p

@@ -595,7 +595,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def load(path: str | Path) -> Config:
-    """Read and validate a TOML config file (the local file alone; see fleet.load_effective)."""
+    """Read and validate a TOML config file: the local file alone (the running config adds
+    the fleet documents to it: agent/config_source.py)."""
     return parse(read_toml(path), str(Path(path)))
 
 

@@ -1,6 +1,6 @@
 """`ipc-agent tune CAMERA|VIDEO --out DIR`: a picture of the scene with the mask and a labelled
 grid, and a heat-map of where motion was seen (agent/pictures.py draws them). Kept light: the
-CLI builds its parser from here on every command, the pictures' imports load only to run."""
+CLI imports it to build its parser on every command; the pictures' imports load only to run."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ def _camera(source: str, config: Config) -> tuple[str, CameraConfig]:
 def cmd_tune(args: argparse.Namespace) -> int:
     import av
 
-    from agent.cli import _config
+    from agent.config_source import load_effective
     from agent.pictures import tune
 
-    config = _config(args.config, required=False)
+    config = load_effective(args.config, required=False)
     try:
         url, cam = _camera(args.source, config)
         if args.camera:  # a recording tuned with a configured camera's settings and mask
@@ -50,16 +50,3 @@ def cmd_tune(args: argparse.Namespace) -> int:
             f"{result['frame']} (mask and grid), {result['heatmap']} (where motion was seen)"
         )
     return 0
-
-
-def add_parser(sub) -> None:
-    t = sub.add_parser("tune", help="pictures of a scene to write masks by, and a motion heat-map")
-    t.add_argument("source", help="a configured camera's name, or a video file")
-    t.add_argument("--out", required=True, help="folder for frame.png and heatmap.png")
-    t.add_argument("--config", help="TOML config (cameras, [motion])")
-    t.add_argument("--camera", help="for a video file: use this camera's settings and mask")
-    t.add_argument(
-        "--seconds", type=float, help="how long to watch (default: 60 s live, a whole file)"
-    )
-    t.add_argument("--json", action="store_true", help="print the result as JSON")
-    t.set_defaults(func=cmd_tune)

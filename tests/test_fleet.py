@@ -24,7 +24,7 @@ from agent import fleetdoc
 from agent.deliver.acs import Credentials
 from agent.deliver.credentials import StaticCredentialSource
 from agent.deliver.oss import OssUploader
-from agent.service.fleet import load_private_key
+from agent.fleet_operator import load_private_key
 from agent.service.status import fetch
 from agent.synth import make_scene
 

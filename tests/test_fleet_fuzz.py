@@ -18,8 +18,8 @@ from test_config_fuzz import FUZZ, documents, toml_text, toml_values
 
 from agent import fleetdoc
 from agent.config import PUSHABLE, ConfigError
+from agent.config_source import ConfigSource
 from agent.fleetdoc import FleetDocError
-from agent.service.fleet import ConfigSource
 
 KEY = Ed25519PrivateKey.generate()
 PUB = fleetdoc.public_key_line(KEY)

@@ -45,11 +45,11 @@ from typing import Any
 
 from agent import __version__
 from agent.config import CameraConfig, Config, ConfigError
+from agent.config_source import ConfigSource
 from agent.service.children import ENDED, SNAPSHOT, uploader_main, worker_main
-from agent.service.fleet import ConfigSource, FleetAgent, health_summary, status_model
+from agent.service.fleet import FleetAgent, health_summary, status_model
 from agent.service.status import StatusServer, clips_today, disk_summary, iso, queue_summary
 from agent.spool import Spool
-from agent.spool_repair import recover
 
 log = logging.getLogger(__name__)
 
@@ -686,6 +686,6 @@ def run(source: ConfigSource, *, once: bool = False) -> int:
         log.error("%s: no [[cameras]] and no [cloud] configured; nothing to do", config.source)
         return 2
     spool = Spool(config.agent.data_dir)
-    recover(spool, config.agent.data_dir / "clips")
+    spool.recover(config.agent.data_dir / "clips")
     spool.close()
     return Supervisor(source).run(once=once)
