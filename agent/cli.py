@@ -105,6 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace, spool) -> int:
     """`queue retry`: failed clips back to the step they failed at; per id, why not."""
+    from agent.spool import State
+
     if bool(args.ids) == bool(args.failed):
         print(
             "ipc-agent queue retry: name clip ids, or --failed for all (not both)", file=sys.stderr
@@ -119,10 +121,10 @@ def _retry(args: argparse.Namespace, spool) -> int:
         row = spool.row(clip_id)
         if row is None:
             why = f"no such clip in {spool.path} (see: ipc-agent queue)"
-        elif row["state"] != "failed":
-            why = f"it is {row['state']}, not failed; only failed clips are queued again"
+        elif row.state != State.FAILED:
+            why = f"it is {row.state}, not failed; only failed clips are queued again"
         elif spool.requeue([clip_id]) == 1:
-            print(f"clip {clip_id}: queued again (it had failed: {row['reason'] or 'no reason'})")
+            print(f"clip {clip_id}: queued again (it had failed: {row.reason or 'no reason'})")
             continue
         else:  # its state changed under us (the uploader)
             why = "it is no longer failed"
@@ -161,17 +163,15 @@ def cmd_queue(args: argparse.Namespace) -> int:
     rows = list(spool.rows(state=args.state, camera=args.camera))
     if args.json:
         for row in rows:  # the spool's JSON columns as JSON, not as strings of it
-            row["keyframes"] = json.loads(row["keyframes"])
-            row["keyframe_keys"] = json.loads(row["keyframe_keys"] or "null")
-            print(json.dumps(row))
+            print(json.dumps(row.as_json()))
         return 0
     print(
         f"{'id':>5}  {'camera':<14}{'started (UTC)':<22}{'dur s':>6}  {'state':<10}keyframes  clip"
     )
     for r in rows:
         print(
-            f"{r['id']:>5}  {r['camera']:<14}{r['started_at'][:19]:<22}{r['duration']:>6.1f}  "
-            f"{r['state']:<10}{len(json.loads(r['keyframes'])):>9}  {data_dir / r['clip_path']}"
+            f"{r.id:>5}  {r.camera:<14}{r.started_at[:19]:<22}{r.duration:>6.1f}  "
+            f"{r.state:<10}{len(r.keyframes):>9}  {data_dir / r.clip_path}"
         )
     counts = ", ".join(f"{n} {state}" for state, n in spool.counts().items() if n)
     print(f"{len(rows)} clip(s) listed; spool {data_dir / 'spool.db'}: {counts or 'empty'}")

@@ -50,6 +50,7 @@ from agent.service.children import ENDED, SNAPSHOT, uploader_main, worker_main
 from agent.service.fleet import FleetAgent, health_summary, status_model
 from agent.service.status import StatusServer, clips_today, disk_summary, iso, queue_summary
 from agent.spool import Spool
+from agent.spool_repair import recover
 
 log = logging.getLogger(__name__)
 
@@ -686,6 +687,6 @@ def run(source: ConfigSource, *, once: bool = False) -> int:
         log.error("%s: no [[cameras]] and no [cloud] configured; nothing to do", config.source)
         return 2
     spool = Spool(config.agent.data_dir)
-    spool.recover(config.agent.data_dir / "clips")
+    recover(spool, config.agent.data_dir / "clips")
     spool.close()
     return Supervisor(source).run(once=once)
