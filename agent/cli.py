@@ -292,13 +292,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from agent.config_source import load_effective
     from agent.service.lock import holder
-    from agent.service.status import fetch, offline_model, prometheus, render
+    from agent.service.model import offline_model
+    from agent.service.status import fetch, prometheus, render
 
     config = load_effective(args.config)
     model = fetch(config.agent.data_dir)
     running = model is not None
     if model is None:
-        model = offline_model(config)
+        model = offline_model(config).as_dict()
         pid = holder(config.agent.data_dir)
         if pid is not None:  # alive and holding the data dir, but not answering
             print(

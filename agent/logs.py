@@ -16,9 +16,9 @@ import json
 import logging
 import os
 import sys
-import time
 
 from agent.config import redact
+from agent.timestamps import utc_iso
 
 
 class RedactingFormatter(logging.Formatter):
@@ -32,8 +32,7 @@ class UtcFormatter(RedactingFormatter):
     """RedactingFormatter with ``%(asctime)s`` as ISO-8601 UTC to the millisecond."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        return f"{stamp}.{int(record.msecs):03d}Z"
+        return utc_iso(record.created)
 
 
 LOG_FORMAT_ENV = "IPC_AGENT_LOG_FORMAT"

@@ -109,7 +109,7 @@ def test_unit_says_what_the_agent_relies_on():
 
 
 def test_unit_stop_timeout_leaves_the_supervisor_time_to_finish_clips():
-    from agent.service.supervisor import STOP_TIMEOUT
+    from agent.service.supervised import STOP_TIMEOUT
 
     (timeout,) = parse_unit(UNIT.read_text())["Service"]["TimeoutStopSec"]
     # systemd SIGKILLs at TimeoutStopSec; the supervisor gives its children STOP_TIMEOUT to

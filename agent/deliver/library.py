@@ -20,6 +20,7 @@ from agent.deliver.ice import (
     SearchLib,
 )
 from agent.spool import Spool
+from agent.timestamps import utc_iso
 
 INDEX_TYPE = "mm"  # the multimodal (large visual model) index that natural-language search uses
 
@@ -103,18 +104,13 @@ class Match:
     offset_end: float | None = None  # ClipInfo To
 
     def as_dict(self) -> dict:
-        def iso(t: float | None) -> str | None:
-            if t is None:
-                return None
-            return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
-
         return {
             "media_id": self.media_id,
             "score": self.score,
             "camera": self.camera,
             "clip_id": self.clip_id,
-            "start": iso(self.start),
-            "end": iso(self.end),
+            "start": utc_iso(self.start),
+            "end": utc_iso(self.end),
             "start_epoch": self.start,
             "end_epoch": self.end,
             "clip": self.clip_path,

@@ -1,47 +1,44 @@
 """The agent's live state: one JSON model, served on a Unix socket, printed by `ipc-agent status`.
 
-The model (documented in the README; keys are only ever added):
+The model (typed and assembled in agent/service/model.py; documented in the README; keys are
+only ever added):
 - `daemon`: running, pid, uptime_s, version
 - `config`: source (the file, "+ the fleet documents"), version ("local", or the documents
   applied, e.g. "group:east@7 device:gw1@3")
-- `cameras[]`: name, state, pid, restarts, last_restart_reason, codec, width, height, fps,
-  bitrate_kbps, last_frame_age_s, last_motion (ISO UTC), clips_today, last_error, detect_on,
+- `cameras[]`: name, state, pid, worker, restarts, last_restart_reason, codec, width, height,
+  fps, bitrate_kbps, last_frame_age_s, last_motion, clips_today, last_error, detect_on,
   substream (null without detect_url; else state, last_error, codec, width, height)
-- `uploader`: null without [cloud]; else pid, restarts, cloud_reachable, offline_reason,
-  last_error, last_error_at, drops
+- `uploader`: null without [cloud]; else pid, restarts, last_restart_reason, cloud_reachable,
+  offline_reason, last_error, last_error_at, drops
 - `queue`: counts (per spool state), bytes_pending, oldest_pending_age_s, registered_today,
   last_error ({clip_id, message, at}), dropped
 - `disk`: data_dir, used_bytes (spool files), free_bytes
 - `fleet`: enabled, group, documents ({target: {version, applied_at}}), last_check,
   last_error (fetching), last_rejection ({target, version, reason, at} or null)
 
+Times are ISO-8601 UTC to the millisecond (`2026-12-07T01:02:03.250Z`, agent/timestamps.py).
 `ipc-agent status --prometheus` prints the numbers of the same model as Prometheus text.
 
 When the daemon is down, `status` builds the same model from the config and the spool alone,
-with `daemon.running` false and every camera `stopped`.
+with `daemon.running` false and every camera `stopped` (its fields unknown so far null, width
+and height 0).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import shutil
 import socket
 import socketserver
 import textwrap
 import threading
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent import __version__
-from agent.config import Config
-from agent.service.fleet import FleetStore, status_model
-from agent.spool import NOT_IN_CLOUD, Spool
+if TYPE_CHECKING:
+    from agent.service.model import StatusModel
 
 log = logging.getLogger(__name__)
 
@@ -50,94 +47,6 @@ WIDTH = 80  # the table's columns; longer lines wrap (indented), nothing is ever
 #: offline_reasons that are an outage (agent/deliver/uploader.py OUTAGE, THROTTLED); any other
 #: reason (credentials rejected, a bucket or library that does not exist) is a pause.
 OUTAGE_REASONS = ("cloud unreachable", "cloud is throttling")
-
-
-def iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
-
-
-def local_midnight(now: float) -> float:
-    t = time.localtime(now)
-    return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
-
-
-def queue_summary(spool: Spool, now: float) -> dict[str, Any]:
-    """What the spool says about delivery (cheap aggregate queries)."""
-    db = spool.db
-    midnight = local_midnight(now)
-    marks = ", ".join("?" * len(NOT_IN_CLOUD))
-    oldest = db.execute(
-        f"SELECT MIN(created_at) FROM clips WHERE state IN ({marks})", NOT_IN_CLOUD
-    ).fetchone()[0]
-    registered = db.execute(
-        "SELECT COUNT(*) FROM clips WHERE registered_at >= ?", [midnight]
-    ).fetchone()[0]
-    err = db.execute(
-        "SELECT clip_id, last_error, last_error_at FROM clips WHERE last_error_at IS NOT NULL "
-        "ORDER BY last_error_at DESC LIMIT 1"
-    ).fetchone()
-    counts = spool.counts()
-    return {
-        "counts": counts,
-        "bytes_pending": spool.bytes_not_in_cloud(),
-        "oldest_pending_age_s": round(now - oldest, 1) if oldest else None,
-        "registered_today": registered,
-        "last_error": {"clip_id": err[0], "message": err[1], "at": iso(err[2])} if err else None,
-        "dropped": counts.get("dropped", 0),
-    }
-
-
-def clips_today(spool: Spool, now: float) -> dict[str, int]:
-    rows = spool.db.execute(
-        "SELECT camera, COUNT(*) FROM clips WHERE start_wall >= ? GROUP BY camera",
-        [local_midnight(now)],
-    )
-    return dict(rows.fetchall())
-
-
-def disk_summary(data_dir: Path) -> dict[str, Any]:
-    used = 0
-    clips = data_dir / "clips"
-    if clips.exists():
-        for root, _, files in os.walk(clips):
-            for name in files:
-                with contextlib.suppress(OSError):
-                    used += os.stat(os.path.join(root, name)).st_size
-    free = shutil.disk_usage(data_dir).free if data_dir.exists() else None
-    return {"data_dir": str(data_dir), "used_bytes": used, "free_bytes": free}
-
-
-def offline_model(config: Config) -> dict[str, Any]:
-    """The status model with the daemon down: config and spool only."""
-    now = time.time()
-    data_dir = config.agent.data_dir
-    spool = Spool(data_dir) if (data_dir / "spool.db").exists() else None
-    try:
-        today = clips_today(spool, now) if spool else {}
-        cameras = [
-            {
-                "name": c.name,
-                "state": "stopped",
-                "pid": None,
-                "restarts": 0,
-                "clips_today": today.get(c.name, 0),
-            }
-            for c in config.cameras
-        ]
-        return {
-            "daemon": {"running": False, "pid": None, "uptime_s": None, "version": __version__},
-            "config": {"source": config.source, "version": config.version},
-            "cameras": cameras,
-            "uploader": None,
-            "queue": queue_summary(spool, now) if spool else None,
-            "disk": disk_summary(data_dir),
-            "fleet": status_model(config, FleetStore(data_dir).state(), None, None),
-        }
-    finally:
-        if spool:
-            spool.close()
 
 
 def fetch(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -161,7 +70,7 @@ def fetch(data_dir: Path, timeout: float = 1.0) -> dict[str, Any] | None:
 class StatusServer:
     """Answers every connection on `data_dir/status.sock` with the model as JSON, then closes."""
 
-    def __init__(self, data_dir: Path, model: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, data_dir: Path, model: Callable[[], StatusModel]) -> None:
         self.path = data_dir / SOCKET_NAME
         self.model = model
         self.path.unlink(missing_ok=True)  # left by an unclean stop
@@ -171,7 +80,7 @@ class StatusServer:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 try:
-                    body = json.dumps(outer.model()).encode()
+                    body = json.dumps(outer.model().as_dict()).encode()
                 except Exception:  # noqa: BLE001 - status must answer even when a part fails
                     log.exception("status model failed")
                     body = json.dumps({"error": "status model failed; see the log"}).encode()
