@@ -57,7 +57,6 @@ class State(str, Enum):
 
 STATES = tuple(State)
 LOCAL_STATES = (State.PENDING, State.UPLOADING)  # states whose files must be on disk
-TMP_SUFFIX = ".tmp"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clips (

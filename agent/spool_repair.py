@@ -10,16 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import time
 from pathlib import Path
 
+from agent import layout
 from agent.durable import fsync_dir
-from agent.spool import LOCAL_STATES, TMP_SUFFIX, ClipRow, Recovery, Spool, State
+from agent.spool import LOCAL_STATES, ClipRow, Recovery, Spool, State
 
 log = logging.getLogger(__name__)
-
-CLIP_STAMP = re.compile(r"_\d{8}T\d{6}Z_")
 
 
 def recover(spool: Spool, clips_dir: Path) -> Recovery:
@@ -29,7 +26,7 @@ def recover(spool: Spool, clips_dir: Path) -> Recovery:
     for row in spool.rows():
         paths = spool.files(row)
         referenced.update(paths)
-        referenced.update(p.with_name(p.name + TMP_SUFFIX) for p in paths)
+        referenced.update(layout.tmp_path(p) for p in paths)
         if row.local_deleted:
             # A policy delete cut short: the row already says they are gone (a dropped
             # clip keeps its keyframes).
@@ -42,7 +39,7 @@ def recover(spool: Spool, clips_dir: Path) -> Recovery:
             continue
         lost = []
         for p in paths:
-            tmp = p.with_name(p.name + TMP_SUFFIX)
+            tmp = layout.tmp_path(p)
             if not p.exists() and tmp.exists():
                 os.replace(tmp, p)
                 report.renamed.append(spool.relative(p))
@@ -78,14 +75,14 @@ def publish_partial(spool: Spool, camera: str) -> Recovery:
     referenced: set[Path] = set()
     for row in spool.rows(camera=camera):
         for p in spool.files(row):
-            tmp = p.with_name(p.name + TMP_SUFFIX)
+            tmp = layout.tmp_path(p)
             referenced.add(tmp)
             if row.state in LOCAL_STATES and not p.exists() and tmp.exists():
                 os.replace(tmp, p)
                 report.renamed.append(spool.relative(p))
-    camera_dir = spool.data_dir / "clips" / camera
+    camera_dir = layout.camera_dir(spool.data_dir, camera)
     if camera_dir.exists():
-        for tmp in camera_dir.rglob("*" + TMP_SUFFIX):
+        for tmp in camera_dir.rglob("*" + layout.TMP_SUFFIX):
             if tmp not in referenced:
                 tmp.unlink(missing_ok=True)
                 report.removed.append(spool.relative(tmp))
@@ -104,16 +101,13 @@ def retime(spool: Spool, row: ClipRow, start_wall: float) -> str | None:
     between leaves only names no row knows, which `recover` removes.
     """
     old_id = row.clip_id
-    stamp = time.strftime("_%Y%m%dT%H%M%SZ_", time.gmtime(start_wall))
-    head, _, tail = old_id.rpartition("_")
-    new_id = CLIP_STAMP.sub(stamp, head + "_", count=1) + tail
+    new_id = layout.retimed_id(old_id, start_wall)
     if new_id == old_id:
         return None  # the same second: nothing to rename (and linking onto itself loses it)
-    day = time.strftime("%Y-%m-%d", time.gmtime(start_wall))
     olds = spool.files(row)
-    if any(p.with_name(p.name + TMP_SUFFIX).exists() for p in olds):
+    if any(layout.tmp_path(p).exists() for p in olds):
         return None  # catalogued a moment ago, renames still to come
-    news = [p.parent.parent / day / p.name.replace(old_id, new_id) for p in olds]
+    news = [layout.retimed_path(p, old_id, new_id, start_wall) for p in olds]
     for old, new in zip(olds, news):
         if old.exists():
             new.parent.mkdir(parents=True, exist_ok=True)

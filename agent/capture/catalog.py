@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import time
 from pathlib import Path
 
+from agent import layout
 from agent.capture.session import FinishedClip
 from agent.spool import STOP_RECORDING, ClipRecord, Spool
-
-
-def clip_id(camera: str, start_wall: float) -> str:
-    """`{camera}_{UTC start}_{random}`: sorts by time per camera, unique across restarts."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start_wall))
-    return f"{camera}_{stamp}_{secrets.token_hex(3)}"
 
 
 class SpoolSink:
@@ -22,13 +16,11 @@ class SpoolSink:
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
-        self.clips_dir = spool.data_dir / "clips"
 
     def name_clip(self, camera: str, start: float, start_wall: float | None) -> tuple[str, Path]:
         wall = time.time() if start_wall is None else start_wall
-        cid = clip_id(camera, wall)
-        day = time.strftime("%Y-%m-%d", time.gmtime(wall))
-        return cid, self.clips_dir / camera / day / f"{cid}.mp4"
+        cid = layout.clip_id(camera, wall)
+        return cid, layout.clip_path(self.spool.data_dir, camera, cid, wall)
 
     def refusal(self) -> str | None:
         """Set by the uploader's disk guard under `on_full = "stop_recording"`."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 
+from agent import layout
 from agent.capture.source import MediaPacket
 from agent.durable import fsync_dir, fsync_file
 
@@ -89,7 +90,7 @@ class ClipWriter:
 
     def __init__(self, template: av.video.stream.VideoStream, path: Path) -> None:
         self.path = path
-        self.tmp_path = path.with_name(path.name + ".tmp")
+        self.tmp_path = layout.tmp_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(
             str(self.tmp_path), "w", format="mp4", options={"movflags": "+faststart"}

@@ -28,6 +28,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from agent import layout
 from agent.capture import jpeg
 from agent.capture.decoder import Decoded, Decoder
 from agent.capture.gate import Gate
@@ -466,7 +467,7 @@ class Session:
             clip_id = clip.clip_id
             clip.writer.abort()
             path = clip.writer.path
-            for tmp in path.parent.glob(f"{path.stem}_*.jpg.tmp"):
+            for tmp in path.parent.glob(layout.keyframe_tmp_glob(path)):
                 tmp.unlink(missing_ok=True)
         self.pipe.stats.clips_refused += 1
         self.pipe.stats.last_error = f"clip {clip_id} not recorded: {exc}"
@@ -495,8 +496,8 @@ class Session:
             image = self._image(cand)
             if image is None:
                 continue
-            final = written.path.with_name(f"{written.path.stem}_{len(keyframes)}.jpg")
-            tmp = final.with_name(final.name + ".tmp")
+            final = layout.keyframe_path(written.path, len(keyframes))
+            tmp = layout.tmp_path(final)
             if isinstance(image, bytes):
                 jpeg.write_file(image, tmp)
             else:

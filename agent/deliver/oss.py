@@ -2,9 +2,10 @@
 
 Why it looks the way it does:
 
-* Object keys are deterministic (:func:`object_key`), so an upload repeated after a crash
-  overwrites the same object instead of leaving a duplicate, and :meth:`OssUploader.exists` can
-  tell that an object from before the crash is already complete (same size and CRC-64).
+* Object keys are deterministic (:func:`object_key`, made in agent/layout.py), so an upload
+  repeated after a crash overwrites the same object instead of leaving a duplicate, and
+  :meth:`OssUploader.exists` can tell that an object from before the crash is already complete
+  (same size and CRC-64).
 * Signing is V4 (``ProviderAuthV4``), which needs the region, with credentials asked from the
   :class:`~agent.deliver.credentials.CredentialSource` for every request (STS refresh).
 * Small files go in one PutObject with ``Content-MD5`` (OSS rejects a body that does not match).
@@ -43,7 +44,6 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import anycrc
@@ -52,6 +52,7 @@ import oss2.exceptions
 
 from agent.deliver.credentials import CredentialSource, OssCredentialsProvider
 from agent.durable import fsync_dir
+from agent.layout import normalize_prefix, object_key
 
 __all__ = [
     "DEFAULT_MULTIPART_THRESHOLD",
@@ -204,37 +205,6 @@ def _retry_after(headers: object) -> float | None:
     except (AttributeError, TypeError, ValueError):
         return None
     return value if 0 < value < float("inf") else None
-
-
-def normalize_prefix(prefix: str) -> str:
-    """``""`` or ``"a/b/"``: no leading slash (OSS keys must not start with one), one trailing."""
-    prefix = prefix.strip().strip("/")
-    return f"{prefix}/" if prefix else ""
-
-
-def object_key(
-    prefix: str,
-    device_id: str,
-    camera: str,
-    start_wall_epoch: float,
-    clip_id: str,
-    suffix: str,
-) -> str:
-    """``{prefix}{device_id}/{camera}/{YYYY}/{MM}/{DD}/{clip_id}{suffix}`` (UTC date).
-
-    ``suffix`` is ``".mp4"`` for the clip and ``"_{i}.jpg"`` for keyframe ``i``.  The same
-    clip always maps to the same key, which is what makes a repeated upload idempotent.
-    """
-    for name, value in (("device_id", device_id), ("camera", camera), ("clip_id", clip_id)):
-        if not value or "/" in value or "\\" in value or value in (".", ".."):
-            raise ValueError(f"{name} {value!r} cannot be a single object key segment")
-    if not suffix or "/" in suffix:
-        raise ValueError(f"suffix {suffix!r} must be non-empty and contain no '/'")
-    day = datetime.fromtimestamp(start_wall_epoch, tz=timezone.utc)
-    return (
-        f"{normalize_prefix(prefix)}{device_id}/{camera}/"
-        f"{day:%Y}/{day:%m}/{day:%d}/{clip_id}{suffix}"
-    )
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent import layout
 from agent.config import CloudSettings, Config, UploadSettings
 from agent.deliver.credentials import CredentialsError, CredentialSource
 from agent.deliver.ice import (
@@ -58,11 +59,10 @@ from agent.deliver.ice import (
     IceNotFound,
     IceThrottled,
 )
-from agent.deliver.oss import OssError, OssUploader, object_key
+from agent.deliver.oss import OssError, OssUploader
 from agent.spool import (
     CLOCK_FLOOR,
     STOP_RECORDING,
-    TMP_SUFFIX,
     TO_INDEX,
     TO_REGISTER,
     TO_UPLOAD,
@@ -118,13 +118,6 @@ def msg_body(row: ClipRow, device_id: str) -> dict[str, Any]:
             "intField1": int(start),
         },
     }
-
-
-def keys_for(row: ClipRow, cloud: CloudSettings, device_id: str) -> tuple[str, list[str]]:
-    def key(suffix: str) -> str:
-        return object_key(cloud.prefix, device_id, row.camera, row.start_wall, row.clip_id, suffix)
-
-    return key(".mp4"), [key(f"_{i}.jpg") for i in range(len(row.keyframes))]
 
 
 def _now_in(row: ClipRow) -> tuple[str, ...]:
@@ -273,7 +266,7 @@ class Uploader:
         except (OssError, IceError, CredentialsError, Paused) as exc:
             self._failed(spool, row, exc)
         except FileNotFoundError as exc:
-            if exc.filename and Path(f"{exc.filename}{TMP_SUFFIX}").exists():
+            if exc.filename and layout.tmp_path(Path(exc.filename)).exists():
                 # Catalogued, but its camera was cut off before renaming the files: the
                 # camera's restart (or the agent's) finishes that. Not lost.
                 spool.defer(row.id, f"not renamed yet: {exc.filename}", self.clock() + 5)
@@ -359,7 +352,7 @@ class Uploader:
         # (crash, outage) and checks what is there first, so nothing is sent twice.
         first_try = spool.advance(row.id, ("pending",), "uploading")
         put = oss.upload_file if first_try else oss.ensure_uploaded
-        clip_key, kf_keys = keys_for(row, self.cloud, self.device_id)
+        clip_key, kf_keys = layout.keys_for(row, self.cloud.prefix, self.device_id)
         keyframes = [spool.absolute(k.path) for k in row.keyframes]
         try:
             for path, key in zip(keyframes, kf_keys):
