@@ -14,9 +14,10 @@ This machine is shared and noisy: compare ratios, not absolute seconds.
 
 Delivery (`--only delivery`): a backlog of `--clips` clips (1 MB video + 4 small JPEGs each)
 drained by the uploader (`--concurrency` workers) to the local OSS and ICE test servers
-(tests/fake_oss.py: moto behind an OSS adapter; tests/fake_ice.py), on loopback. Prints clips
-per second until every clip is registered, and the uploader's CPU seconds per clip (this
-process only; the servers run in their own processes). Needs the test extras (moto).
+(tests/support/fake_oss.py: moto behind an OSS adapter; tests/support/fake_ice.py), on
+loopback. Prints clips per second until every clip is registered, and the uploader's CPU
+seconds per clip (this process only; the servers run in their own processes). Needs the test
+extras (moto).
 
 Scale (`--only scale`): the real daemon (`python -m agent run`, no [cloud], data_dir in a temp
 dir) with N file cameras for each N of `--cameras` (default 1,8,16,32), `realtime = true`,
@@ -29,7 +30,7 @@ keep up: their frame rate and frame age in the status model, how long after its 
 each clip was written, and the clips cut against each camera's schedule.
 
 Motion daemon (`--only motion-daemon`): the same input served over RTSP by the test server
-(tests/rtsp.py, needs GStreamer under /usr/bin/python3) to Debian's `motion` (4.5; built-in
+(tests/support/rtsp.py, needs GStreamer under /usr/bin/python3) to Debian's `motion` (4.5; built-in
 defaults but for `event_gap`, which defaults to 60 s and would merge every event; events
 logged by its on_event_start/on_event_end hooks) and to the agent (one RTSP camera), both at
 once for `--seconds`: CPU (process trees), peak RSS, and the events each finds against the
@@ -75,6 +76,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
+# tests.support: the generated scenes with known motion, and the local cloud and camera servers.
+sys.path.insert(0, str(ROOT))
 CACHE = Path(tempfile.gettempdir()) / "ipc-agent-bench"
 
 # Peak RSS from VmHWM: getrusage's ru_maxrss survives fork+exec on Linux, so a child would
@@ -181,7 +185,7 @@ def child(code: str, video: Path, *args: str) -> dict:
 
 
 def inputs(duration: float) -> list[tuple[str, Path]]:
-    from agent.synth import make_scene
+    from tests.support.synth import make_scene
 
     common = dict(width=1920, height=1080, fps=15, bitrate=4_000_000, duration=duration)
     return [
@@ -196,10 +200,6 @@ def bench_delivery(clips: int, concurrency: int) -> dict:
     import threading
     import time
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from fake_ice import FakeIce  # noqa: E402 - the test servers live in tests/
-    from fake_oss import FakeOss
-
     from agent.config import CloudSettings, UploadSettings
     from agent.deliver.acs import Credentials
     from agent.deliver.credentials import StaticCredentialSource
@@ -208,6 +208,8 @@ def bench_delivery(clips: int, concurrency: int) -> dict:
     from agent.deliver.oss import OssUploader
     from agent.deliver.uploader import Uploader
     from agent.spool import ClipRecord, Spool
+    from tests.support.fake_ice import FakeIce
+    from tests.support.fake_oss import FakeOss
 
     ak, sk, region, bucket = "LTAI5tBenchKey", "bench-secret", "cn-hangzhou", "bench-bucket"
     source = StaticCredentialSource(Credentials(ak, sk))
@@ -348,7 +350,6 @@ def checksum_costs(mb: int = 16) -> dict:
 
 
 # ---------------------------------------------------------------- the daemon, measured from /proc
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -565,7 +566,7 @@ def bench_scale(
 ) -> list[dict]:
     """The real daemon with N file cameras of a camera-like input (1080p15 VBR, GOP 2 s,
     motion ~15 %), each camera its own rotation of it so that their events do not coincide."""
-    from agent.synth import make_scene
+    from tests.support.synth import make_scene
 
     scene = make_scene(
         "busy",
@@ -715,12 +716,11 @@ def bench_motion_daemon(seconds: float, duration: float, event_gap: int) -> list
     import shutil
     import signal
 
-    from agent.synth import make_scene
+    from tests.support.synth import make_scene
 
     if shutil.which("motion") is None:
         raise SystemExit("the Motion daemon is not installed: apt-get install motion")
-    sys.path.insert(0, str(ROOT / "tests"))
-    from rtsp import RtspServer  # noqa: E402 - the test server lives in tests/
+    from tests.support.rtsp import RtspServer
 
     scene = make_scene(
         "busy",
@@ -817,7 +817,7 @@ def bench_motion_daemon(seconds: float, duration: float, event_gap: int) -> list
 
 
 def bench_substream(repeat: int, duration: float) -> dict:
-    from agent.synth import make_scene
+    from tests.support.synth import make_scene
 
     CACHE.mkdir(exist_ok=True)
     print(f"generating inputs in {CACHE} (cached) ...", file=sys.stderr)
@@ -912,7 +912,7 @@ def same_events(
 def bench_matrix(
     encodings: list[int], scenes: list[tuple[str, float]], repeat: int, duration: float
 ) -> dict:
-    from agent.synth import make_scene
+    from tests.support.synth import make_scene
 
     CACHE.mkdir(exist_ok=True)
     print(f"generating inputs in {CACHE} (cached) ...", file=sys.stderr)

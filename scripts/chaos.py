@@ -5,12 +5,13 @@
     .venv/bin/python scripts/chaos.py --minutes 2.5 --seed 7     # what tests/test_chaos.py runs
 
 The environment, all on 127.0.0.1:
-- one GStreamer RTSP server per camera (`tests/rtsp_server.py`), each looping a synthetic
-  recording (`agent/synth.py`) whose motion schedule is known; one camera streams ~6 Mbit/s so
-  its clips go up as multipart uploads;
-- the local OSS (moto behind `tests/fake_oss.py`) and ICE (`tests/fake_ice.py`) servers, each
-  behind a `FaultProxy` of ours (asyncio TCP: refuse, reset mid-transfer, stall, latency,
-  throttle), plus the fakes' own faults (5xx, throttling, slow answers, expired credentials);
+- one GStreamer RTSP server per camera (`tests/support/rtsp_server.py`), each looping a
+  synthetic recording (`tests/support/synth.py`) whose motion schedule is known; one camera
+  streams ~6 Mbit/s so its clips go up as multipart uploads;
+- the local OSS (moto behind `tests/support/fake_oss.py`) and ICE (`tests/support/fake_ice.py`)
+  servers, each behind a `FaultProxy` of ours (asyncio TCP: refuse, reset mid-transfer, stall,
+  latency, throttle), plus the fakes' own faults (5xx, throttling, slow answers, expired
+  credentials);
 - the agent's data_dir on a size-limited tmpfs (falls back to the agent's own
   `max_spool_bytes` when mounting is not permitted), so the disk really fills;
 - `ipc-agent run` (the supervisor and its children) under libfaketime, whose offset file we
@@ -51,11 +52,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fake_ice import FakeIce  # noqa: E402 - the test servers live in tests/
-from fake_oss import FakeOss  # noqa: E402
-from rtsp import RtspServer, rtsp_available  # noqa: E402
+sys.path.insert(0, str(ROOT))  # tests.support: the scenes, the local cloud and camera servers
 
 from agent.config import CloudSettings  # noqa: E402
 from agent.deliver.acs import Credentials  # noqa: E402
@@ -64,7 +61,10 @@ from agent.deliver.library import init_library  # noqa: E402
 from agent.deliver.oss import file_digests, object_key  # noqa: E402
 from agent.deliver.uploader import media_id as derive_media_id  # noqa: E402
 from agent.service.status import fetch  # noqa: E402
-from agent.synth import make_scene  # noqa: E402
+from tests.support.fake_ice import FakeIce  # noqa: E402
+from tests.support.fake_oss import FakeOss  # noqa: E402
+from tests.support.rtsp import RtspServer, rtsp_available  # noqa: E402
+from tests.support.synth import make_scene  # noqa: E402
 
 AK, SK = "LTAI5tChaosSoakKey0001", "chaos-soak-secret-0123456789"
 REGION, BUCKET, LIB, DEVICE = "cn-hangzhou", "ipc-chaos", "IPCamera_chaos", "chaos-gw"

@@ -48,7 +48,7 @@ echo "== installing the agent into .venv"
 rm -rf "$OUT/data"
 mkdir -p "$OUT"
 echo "== making a 40 s demo recording (640x360, H.264, people walk through)"
-.venv/bin/python -m agent.synth walk "$OUT" --duration 40 > "$OUT/scene.json"
+.venv/bin/python -m tests.support.synth walk "$OUT" --duration 40 > "$OUT/scene.json"
 VIDEO=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["path"])' "$OUT/scene.json")
 .venv/bin/python - "$OUT/scene.json" <<'PY'
 import json, sys

@@ -4,12 +4,12 @@
 Three matrices, each replayed with default settings, the compressed-domain gate off (every
 frame decoded) and on (`auto`, the default):
 
-- kinds: each scene kind of agent/synth.py at two resolutions, several seeds (different layout,
-  people, paths, lighting and noise);
+- kinds: each scene kind of tests/support/synth.py at two resolutions, several seeds (different
+  layout, people, paths, lighting and noise);
 - light: a whole-picture change of brightness (gain) or contrast, -60 % to +60 %, from one frame
   to the next or ramped over 1 s, landing on a keyframe or mid-GOP, and back again 7 s later, at
   320x240 and 720p (48 cells each) and 1080p (24: instant on a keyframe, ramped from mid-GOP);
-  half the cells with a person crossing during or right after it (agent/scenes.py);
+  half the cells with a person crossing during or right after it (tests/support/scenes.py);
 - cold: a person already crossing when the recording starts, at two resolutions: is it caught,
   and how soon after the start does its event begin.
 
@@ -18,7 +18,7 @@ event overlaps no motion is a false clip. Keyframe visibility: of all keyframes 
 the fraction that show an object of the scene mostly (INSIDE) within the picture, not blank,
 and not taken in the middle of a light change (from its start to 0.5 s after it ends; for the
 synth kinds' lamp and IR switches, 1.8 s after it: the exposure settling). Object positions
-are known (agent/scenes.py).
+are known (tests/support/scenes.py).
 
 Usage: .venv/bin/python scripts/quality.py [--seeds 6] [--kinds walk,dusk,...]
        [--matrix kinds,light,cold] [--gate on|off|both] [--quick] [VIDEO.mp4 ...]
@@ -43,8 +43,12 @@ import av
 from agent.capture.keyframes import is_blank
 from agent.config import parse
 from agent.replay import replay
-from agent.scenes import make_light_scene, object_boxes, shows_object
-from agent.synth import KINDS, make_scene
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the generated scenes
+
+from tests.support.scenes import make_light_scene, object_boxes, shows_object  # noqa: E402
+from tests.support.synth import KINDS, make_scene  # noqa: E402
 
 SLACK = 1.5
 INSIDE = 0.6  # a keyframe shows an object when this much of it is inside the picture

@@ -7,8 +7,6 @@ import hashlib
 import random
 
 import pytest
-from fake_ice import canonical_request as fake_canonical_request
-from fake_ice import parse_wire_query
 
 from agent.deliver.acs import (
     Credentials,
@@ -16,6 +14,8 @@ from agent.deliver.acs import (
     percent_encode,
     sign,
 )
+from tests.support.fake_ice import canonical_request as fake_canonical_request
+from tests.support.fake_ice import parse_wire_query
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 

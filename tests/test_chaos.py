@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from rtsp import rtsp_available
+
+from tests.support.rtsp import rtsp_available
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "chaos.py"
 SK = "chaos-soak-secret-0123456789"  # scripts/chaos.py's AccessKey secret

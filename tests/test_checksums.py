@@ -14,15 +14,11 @@ import anycrc
 import anycrc.crc
 import oss2.utils
 import pytest
-from fake_oss import crc64 as server_crc64
-from test_oss import BUCKET, THRESHOLD, _write
-from test_oss import _clean_fake as _clean_fake  # noqa: F401 - fixtures, re-used
-from test_oss import checkpoint_dir as checkpoint_dir  # noqa: F401
-from test_oss import fake as fake  # noqa: F401
-from test_oss import make_uploader as make_uploader  # noqa: F401
 
 from agent.deliver import oss as oss_module
 from agent.deliver.oss import CRC64, OssError, crc64, file_digests
+from tests.support.fake_oss import crc64 as server_crc64
+from tests.support.oss_upload import BUCKET, THRESHOLD, write_file
 
 
 def test_the_crc64_is_anycrc_compiled_code_and_runs_at_native_speed(tmp_path):
@@ -42,7 +38,7 @@ def test_the_crc64_is_anycrc_compiled_code_and_runs_at_native_speed(tmp_path):
 @pytest.mark.parametrize("size", [0, 1, 65_537, 3 * 2**20 + 5])
 def test_file_digests_agree_with_an_independent_crc64_and_md5(tmp_path, size):
     path = tmp_path / "f.bin"
-    data = _write(path, size) if size else (path.write_bytes(b"") or b"")
+    data = write_file(path, size) if size else (path.write_bytes(b"") or b"")
     got_size, got_crc, got_md5 = file_digests(path)
     assert got_size == len(data)
     assert got_crc == server_crc64(data)
@@ -63,14 +59,14 @@ def no_oss2_crc(monkeypatch):
 @pytest.mark.parametrize("size", [50_000, 5 * THRESHOLD + 123])  # PutObject, multipart
 def test_uploads_compute_the_crc_once_and_check_the_servers(
     tmp_path: Path,
-    fake,  # noqa: F811
-    make_uploader,  # noqa: F811
+    oss_server,
+    make_oss_uploader,
     no_oss2_crc,
     monkeypatch,
     size,
 ):
     path = tmp_path / "clip.mp4"
-    data = _write(path, size)
+    data = write_file(path, size)
     reads = []
     real = oss_module.file_digests
 
@@ -79,12 +75,12 @@ def test_uploads_compute_the_crc_once_and_check_the_servers(
         return real(p)
 
     monkeypatch.setattr(oss_module, "file_digests", counting)
-    result = make_uploader().upload_file("c/clip.mp4", path)
+    result = make_oss_uploader().upload_file("c/clip.mp4", path)
     assert reads == [path], "the file was hashed more than once"
     assert result.crc64 == server_crc64(data) and result.multipart == (size >= THRESHOLD)
-    assert fake.object_bytes(BUCKET, "c/clip.mp4") == data
+    assert oss_server.object_bytes(BUCKET, "c/clip.mp4") == data
     # The server's CRC is still checked: a wrong one is a retryable mismatch.
-    fake.fault("bad-crc", op="CompleteMultipartUpload" if result.multipart else "PutObject")
+    oss_server.fault("bad-crc", op="CompleteMultipartUpload" if result.multipart else "PutObject")
     with pytest.raises(OssError) as err:
-        make_uploader().upload_file("c/clip2.mp4", path)
+        make_oss_uploader().upload_file("c/clip2.mp4", path)
     assert err.value.code == "CrcMismatch" and err.value.retryable

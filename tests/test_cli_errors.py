@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from ready_process import free_tcp_port
-from test_spool import record
 
 from agent.spool import Spool
+from tests.support.clip_records import record
+from tests.support.ready_process import free_tcp_port
 
 CREDENTIAL_VARS = [k for k in os.environ if k.startswith("ALIBABA_CLOUD_")]
 

@@ -14,20 +14,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from fake_ice import FakeIce
-from test_delivery import (
-    AK,
-    BUCKET,
-    REGION,
-    SK,
-    Clock,
-    assert_registered_once,
-    drain,
-    make_clips,
-    make_uploader,
-)
-from test_delivery import ice as ice  # noqa: F401 - fixtures, re-used
-from test_delivery import oss as oss  # noqa: F401
 
 from agent.deliver.acs import Credentials
 from agent.deliver.credentials import StaticCredentialSource
@@ -40,6 +26,18 @@ from agent.deliver.ice import (
     IceServerError,
 )
 from agent.deliver.oss import OssError, OssUploader
+from tests.support.delivery import (
+    AK,
+    BUCKET,
+    REGION,
+    SK,
+    Clock,
+    assert_registered_once,
+    drain,
+    make_clips,
+    make_uploader,
+)
+from tests.support.fake_ice import FakeIce
 
 LIB = "IPCamera_test"
 HTML = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n"

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentproc import start, terminate, wait_for, write_config
+from tests.support.agentproc import start, terminate, wait_for, write_config
 
 UNREACHABLE = "rtsp://127.0.0.1:9/stream"  # a camera that refuses: the agent runs, needs no media
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.capture.pipeline import CameraPipeline, FinishedClip
 from agent.config import CameraConfig
 from agent.replay import DirectorySink
-from agent.synth import make_scene
+from tests.support.synth import make_scene
 
 
 class FullOnceSink(DirectorySink):

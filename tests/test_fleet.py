@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import start, wait_for
-from fake_oss import FakeOss
 
 from agent import fleetdoc
 from agent.deliver.acs import Credentials
@@ -26,7 +24,9 @@ from agent.deliver.credentials import StaticCredentialSource
 from agent.deliver.oss import OssUploader
 from agent.fleet_operator import load_private_key
 from agent.service.status import fetch
-from agent.synth import make_scene
+from tests.support.agentproc import start, wait_for
+from tests.support.fake_oss import FakeOss
+from tests.support.synth import make_scene
 
 AK, SK = "LTAI5tFleetTestKey01", "fleet-test-secret-0123456789"
 REGION, BUCKET, DEVICE, GROUP = "cn-hangzhou", "fleet-test-bucket", "gw-fleet", "stores-east"

@@ -2,7 +2,7 @@
 refused with a reason (FleetDocError / ConfigError), never another exception, and a refused
 one changes nothing in the running configuration.
 
-Documents are the config fuzzer's (tests/test_config_fuzz.py: every section and key the
+Documents are the config fuzzer's (tests/support/config_fuzz.py: every section and key the
 agent knows, values near and far from what is allowed) with a version and a target added.
 """
 
@@ -14,12 +14,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_config_fuzz import FUZZ, documents, toml_text, toml_values
 
 from agent import fleetdoc
 from agent.config import PUSHABLE, ConfigError
 from agent.config_source import ConfigSource
 from agent.fleetdoc import FleetDocError
+from tests.support.config_fuzz import FUZZ, documents, toml_text, toml_values
 
 KEY = Ed25519PrivateKey.generate()
 PUB = fleetdoc.public_key_line(KEY)

@@ -9,13 +9,13 @@ import random
 import re
 
 import pytest
-from media import overlaps
 
 from agent.capture.gate import MAX_GOP, Gate
 from agent.capture.pipeline import CameraPipeline
 from agent.config import CameraConfig, MotionSettings
 from agent.replay import DirectorySink
-from agent.synth import make_scene
+from tests.support.media import overlaps
+from tests.support.synth import make_scene
 
 FPS, GOP = 15, 30  # 2 s GOPs
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fake_ice import FakeIce, free_tcp_port
 
 from agent.deliver.acs import Credentials, sign
 from agent.deliver.ice import (
@@ -32,6 +31,7 @@ from agent.deliver.ice import (
     IceTimeout,
     classify_error,
 )
+from tests.support.fake_ice import FakeIce, free_tcp_port
 
 LIB = "IPCamera_test"
 CLIP = "front-door_20260101T120000Z_a1b2c3"

@@ -7,13 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from media import overlaps
 
 from agent.capture.motion import INIT_FRAMES, INIT_TIME, MotionDetector
 from agent.config import MotionSettings, parse
 from agent.replay import replay
-from agent.scenes import make_light_scene, object_boxes, shows_object
-from agent.synth import make_scene
+from tests.support.media import overlaps
+from tests.support.scenes import make_light_scene, object_boxes, shows_object
+from tests.support.synth import make_scene
 
 SLACK = 1.5
 

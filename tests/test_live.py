@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from agentproc import (
+
+from agent.capture.source import AuthError, Source, open_input
+from agent.config import CameraConfig
+from tests.support.agentproc import (
     assert_catalog_matches_disk,
     catalogue,
     start,
@@ -16,11 +19,8 @@ from agentproc import (
     wait_for,
     write_config,
 )
-from media import assert_valid_clip
-
-from agent.capture.source import AuthError, Source, open_input
-from agent.config import CameraConfig
-from agent.synth import make_scene
+from tests.support.media import assert_valid_clip
+from tests.support.synth import make_scene
 
 pytestmark = pytest.mark.rtsp
 

@@ -1,4 +1,4 @@
-"""OSS upload against a real local OSS: moto's S3 server behind ``tests/fake_oss.py``'s adapter.
+"""OSS upload against a real local OSS: moto's S3 server behind the adapter of ``fake_oss.py``.
 
 Both run as real processes; oss2 talks HTTP to the adapter, which checks V4 signatures,
 Content-MD5 and x-oss-traffic-limit like OSS, logs every request and injects faults.  Crash
@@ -14,13 +14,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import oss2
 import pytest
-from fake_oss import FakeOss, crc64
 
 from agent.deliver.credentials import (
     Credentials,
@@ -39,65 +38,10 @@ from agent.deliver.oss import (
     normalize_prefix,
     object_key,
 )
+from tests.support.fake_oss import FakeOss, crc64
+from tests.support.oss_upload import BUCKET, PART, THRESHOLD, write_file
 
 REPO = Path(__file__).resolve().parent.parent
-BUCKET = "clips"
-PART = 100 * 1024  # OSS's (and our moto's) smallest part
-THRESHOLD = 200 * 1024  # multipart from 200 KiB, so ~1 MB test files go in ~10 parts
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOss]:
-    with FakeOss() as server:
-        server.create_bucket(BUCKET)
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _clean_fake(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test starts with an empty request log and ends with no faults left."""
-    if "fake" not in request.fixturenames:
-        yield
-        return
-    server: FakeOss = request.getfixturevalue("fake")
-    server.clear_requests()
-    yield
-    server.clear_faults()
-
-
-@pytest.fixture
-def checkpoint_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "oss-checkpoints"
-
-
-@pytest.fixture
-def make_uploader(fake: FakeOss, checkpoint_dir: Path) -> Callable[..., OssUploader]:
-    def make(**kwargs: Any) -> OssUploader:
-        creds = Credentials(
-            kwargs.pop("access_key_id", fake.access_key_id),
-            kwargs.pop("access_key_secret", fake.access_key_secret),
-        )
-        options: dict[str, Any] = {
-            "endpoint": fake.endpoint,
-            "region": fake.region,
-            "bucket": BUCKET,
-            "credentials": StaticCredentialSource(creds),
-            "checkpoint_dir": checkpoint_dir,
-            "multipart_threshold": THRESHOLD,
-            "part_size": PART,
-            "read_timeout": 10.0,
-        }
-        options.update(kwargs)
-        return OssUploader(**options)
-
-    return make
-
-
-def _write(path: Path, size: int, seed: int = 0) -> bytes:
-    data = (seed.to_bytes(4, "big") + os.urandom(61)) * (size // 65) + os.urandom(size % 65)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return data
 
 
 def _ops(records: list[dict[str, Any]]) -> list[str]:
@@ -135,44 +79,46 @@ def test_object_key_layout() -> None:
 
 
 def test_small_put_sends_content_md5_and_checks_crc64(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    data = _write(tmp_path / "c.mp4", 50_000)
-    up = make_uploader()
+    data = write_file(tmp_path / "c.mp4", 50_000)
+    up = make_oss_uploader()
     res = up.upload_file("gw/cam/2024/03/01/c.mp4", tmp_path / "c.mp4")
     assert not res.multipart and not res.skipped
     assert res.size == len(data)
     assert res.crc64 == crc64(data)
     assert res.request_id
-    assert fake.object_bytes(BUCKET, "gw/cam/2024/03/01/c.mp4") == data
+    assert oss_server.object_bytes(BUCKET, "gw/cam/2024/03/01/c.mp4") == data
 
-    (put,) = fake.requests()
+    (put,) = oss_server.requests()
     assert put["op"] == "PutObject" and put["status"] == 200
     assert put["key"] == "gw/cam/2024/03/01/c.mp4"
     assert put["headers"]["content-md5"] == res.md5 == file_digests(tmp_path / "c.mp4")[2]
     assert put["headers"]["content-type"] == "video/mp4"
-    assert put["access_key_id"] == fake.access_key_id
+    assert put["access_key_id"] == oss_server.access_key_id
     assert "x-oss-traffic-limit" not in put["headers"]
 
 
 def test_crc_mismatch_reported_by_oss_is_retryable(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    _write(tmp_path / "k_0.jpg", 20_000)
-    fake.fault("bad-crc", op="PutObject")
+    write_file(tmp_path / "k_0.jpg", 20_000)
+    oss_server.fault("bad-crc", op="PutObject")
     with pytest.raises(OssError) as info:
-        make_uploader().upload_file("k_0.jpg", tmp_path / "k_0.jpg")
+        make_oss_uploader().upload_file("k_0.jpg", tmp_path / "k_0.jpg")
     # Our check (oss2's own CRC is off: we compute it once per file).
     assert info.value.retryable and info.value.code == "CrcMismatch"
-    make_uploader().upload_file("k_0.jpg", tmp_path / "k_0.jpg")  # the caller's retry
+    make_oss_uploader().upload_file("k_0.jpg", tmp_path / "k_0.jpg")  # the caller's retry
 
 
-def test_fake_rejects_bad_content_md5_and_traffic_limit(fake: FakeOss) -> None:
+def test_fake_rejects_bad_content_md5_and_traffic_limit(oss_server: FakeOss) -> None:
     """The adapter's own checks, through plain oss2 (our uploader never sends these)."""
     auth = oss2.ProviderAuthV4(
-        oss2.credentials.StaticCredentialsProvider(fake.access_key_id, fake.access_key_secret)
+        oss2.credentials.StaticCredentialsProvider(
+            oss_server.access_key_id, oss_server.access_key_secret
+        )
     )
-    bucket = oss2.Bucket(auth, fake.endpoint, BUCKET, region=fake.region)
+    bucket = oss2.Bucket(auth, oss_server.endpoint, BUCKET, region=oss_server.region)
     with pytest.raises(oss2.exceptions.OssError) as info:
         bucket.put_object("x", b"abc", headers={"Content-MD5": oss2.utils.content_md5(b"abd")})
     assert (info.value.status, info.value.code) == (400, "InvalidDigest")
@@ -181,19 +127,23 @@ def test_fake_rejects_bad_content_md5_and_traffic_limit(fake: FakeOss) -> None:
         with pytest.raises(oss2.exceptions.OssError) as info:
             bucket.put_object("x", b"abc", headers={"x-oss-traffic-limit": limit})
         assert (info.value.status, info.value.code) == (400, "InvalidArgument")
-    v1 = oss2.Bucket(oss2.Auth(fake.access_key_id, fake.access_key_secret), fake.endpoint, BUCKET)
+    v1 = oss2.Bucket(
+        oss2.Auth(oss_server.access_key_id, oss_server.access_key_secret),
+        oss_server.endpoint,
+        BUCKET,
+    )
     with pytest.raises(oss2.exceptions.OssError) as info:
         v1.put_object("x", b"abc")
     assert info.value.status == 403
-    assert fake.object_bytes(BUCKET, "x") is None
+    assert oss_server.object_bytes(BUCKET, "x") is None
 
 
 # -- multipart and resume ------------------------------------------------------------------
 
 
 def test_multipart_upload_in_small_parts(
-    fake: FakeOss,
-    make_uploader: Callable[..., OssUploader],
+    oss_server: FakeOss,
+    make_oss_uploader: Callable[..., OssUploader],
     tmp_path: Path,
     checkpoint_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -201,12 +151,12 @@ def test_multipart_upload_in_small_parts(
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))  # oss2's default checkpoint place: must stay unused
-    data = _write(tmp_path / "big.mp4", 1_000_000)
-    res = make_uploader().upload_file("big.mp4", tmp_path / "big.mp4")
+    data = write_file(tmp_path / "big.mp4", 1_000_000)
+    res = make_oss_uploader().upload_file("big.mp4", tmp_path / "big.mp4")
     assert res.multipart and res.resumed_bytes == 0 and res.crc64 == crc64(data)
-    assert fake.object_bytes(BUCKET, "big.mp4") == data
+    assert oss_server.object_bytes(BUCKET, "big.mp4") == data
 
-    recs = fake.requests()
+    recs = oss_server.requests()
     assert _ops(recs)[0] == "InitiateMultipartUpload"
     assert _ops(recs)[-1] == "CompleteMultipartUpload"
     assert _parts(recs) == list(range(1, 11))
@@ -218,23 +168,25 @@ def test_multipart_upload_in_small_parts(
 
 
 def test_transient_error_mid_multipart_resumes_on_next_call(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    data = _write(tmp_path / "m.mp4", 700_000)
-    up = make_uploader()
-    fake.fault("status", op="UploadPart", params={"partNumber": 3}, status=503, code="SlowDown")
+    data = write_file(tmp_path / "m.mp4", 700_000)
+    up = make_oss_uploader()
+    oss_server.fault(
+        "status", op="UploadPart", params={"partNumber": 3}, status=503, code="SlowDown"
+    )
     with pytest.raises(OssError) as info:
         up.upload_file("m.mp4", tmp_path / "m.mp4")
     assert info.value.retryable and info.value.status == 503 and info.value.code == "SlowDown"
     assert up.checkpoint_path("m.mp4", tmp_path / "m.mp4").is_file()
 
-    mark = len(fake.requests())
+    mark = len(oss_server.requests())
     res = up.upload_file("m.mp4", tmp_path / "m.mp4")
     assert res.resumed_bytes == 2 * PART
-    again = fake.requests(mark)
+    again = oss_server.requests(mark)
     assert "InitiateMultipartUpload" not in _ops(again)
     assert _parts(again) == [3, 4, 5, 6, 7]
-    assert fake.object_bytes(BUCKET, "m.mp4") == data
+    assert oss_server.object_bytes(BUCKET, "m.mp4") == data
 
 
 _CHILD = textwrap.dedent(
@@ -256,13 +208,15 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _spawn_upload(fake: FakeOss, checkpoint_dir: Path, key: str, path: Path) -> subprocess.Popen:
+def _spawn_upload(
+    oss_server: FakeOss, checkpoint_dir: Path, key: str, path: Path
+) -> subprocess.Popen:
     args = {
-        "endpoint": fake.endpoint,
-        "region": fake.region,
+        "endpoint": oss_server.endpoint,
+        "region": oss_server.region,
         "bucket": BUCKET,
-        "ak": fake.access_key_id,
-        "sk": fake.access_key_secret,
+        "ak": oss_server.access_key_id,
+        "sk": oss_server.access_key_secret,
         "checkpoint_dir": str(checkpoint_dir),
         "threshold": THRESHOLD,
         "part_size": PART,
@@ -279,15 +233,15 @@ def _spawn_upload(fake: FakeOss, checkpoint_dir: Path, key: str, path: Path) -> 
 
 
 def test_upload_killed_mid_multipart_resumes_in_a_new_process(
-    fake: FakeOss, tmp_path: Path, checkpoint_dir: Path
+    oss_server: FakeOss, tmp_path: Path, checkpoint_dir: Path
 ) -> None:
-    data = _write(tmp_path / "crash.mp4", 1_000_000)
+    data = write_file(tmp_path / "crash.mp4", 1_000_000)
     key = "gw/cam/2024/03/01/crash.mp4"
     # Part 4 is held unanswered: the child is surely past parts 1-3 and blocked when we kill.
-    fake.fault("stall", op="UploadPart", params={"partNumber": 4})
-    child = _spawn_upload(fake, checkpoint_dir, key, tmp_path / "crash.mp4")
+    oss_server.fault("stall", op="UploadPart", params={"partNumber": 4})
+    child = _spawn_upload(oss_server, checkpoint_dir, key, tmp_path / "crash.mp4")
     try:
-        held = fake.wait_for_request(
+        held = oss_server.wait_for_request(
             lambda r: r["op"] == "UploadPart" and r["params"]["partNumber"] == "4", timeout=20
         )
         checkpoints = list(checkpoint_dir.iterdir())
@@ -297,26 +251,26 @@ def test_upload_killed_mid_multipart_resumes_in_a_new_process(
         child.kill()
         child.communicate()
     assert child.returncode == -signal.SIGKILL
-    first = fake.requests()
+    first = oss_server.requests()
     assert _parts(first) == [1, 2, 3, 4]
     assert [r["status"] for r in first if r["op"] == "UploadPart"] == [200, 200, 200, None]
     upload_id = held["params"]["uploadId"]
-    fake.clear_faults()  # the held request is reset now; moto never saw part 4
+    oss_server.clear_faults()  # the held request is reset now; moto never saw part 4
 
-    mark = len(fake.requests())
-    child = _spawn_upload(fake, checkpoint_dir, key, tmp_path / "crash.mp4")
+    mark = len(oss_server.requests())
+    child = _spawn_upload(oss_server, checkpoint_dir, key, tmp_path / "crash.mp4")
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err.decode()
     result = json.loads(out)
     assert result == {"crc64": crc64(data), "resumed_bytes": 3 * PART, "size": len(data)}
 
-    second = fake.requests(mark)
+    second = oss_server.requests(mark)
     assert "InitiateMultipartUpload" not in _ops(second)
     assert "ListParts" in _ops(second)  # how oss2 learns which parts OSS already has
     assert _parts(second) == list(range(4, 11))
     assert {r["params"]["uploadId"] for r in second if "uploadId" in r["params"]} == {upload_id}
     assert _ops(second)[-1] == "CompleteMultipartUpload"
-    assert fake.object_bytes(BUCKET, key) == data
+    assert oss_server.object_bytes(BUCKET, key) == data
     assert list(checkpoint_dir.iterdir()) == [] and checkpoints[0].parent == checkpoint_dir
 
 
@@ -324,14 +278,14 @@ def test_upload_killed_mid_multipart_resumes_in_a_new_process(
 
 
 def test_traffic_limit_header_on_put_and_every_part(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    _write(tmp_path / "s.jpg", 10_000)
-    _write(tmp_path / "l.mp4", 450_000)
-    up = make_uploader(traffic_limit_bps=MIN_TRAFFIC_LIMIT_BPS)
+    write_file(tmp_path / "s.jpg", 10_000)
+    write_file(tmp_path / "l.mp4", 450_000)
+    up = make_oss_uploader(traffic_limit_bps=MIN_TRAFFIC_LIMIT_BPS)
     up.upload_file("s.jpg", tmp_path / "s.jpg")
     up.upload_file("l.mp4", tmp_path / "l.mp4")
-    sent = [r for r in fake.requests() if r["op"] in ("PutObject", "UploadPart")]
+    sent = [r for r in oss_server.requests() if r["op"] in ("PutObject", "UploadPart")]
     assert len(sent) == 1 + 5
     assert {r["headers"].get("x-oss-traffic-limit") for r in sent} == {str(MIN_TRAFFIC_LIMIT_BPS)}
 
@@ -340,68 +294,68 @@ def test_traffic_limit_header_on_put_and_every_part(
     "limit", [MIN_TRAFFIC_LIMIT_BPS - 1, MAX_TRAFFIC_LIMIT_BPS + 1, 0, 1e6, True]
 )
 def test_traffic_limit_out_of_range_is_a_config_error(
-    limit: Any, make_uploader: Callable[..., OssUploader]
+    limit: Any, make_oss_uploader: Callable[..., OssUploader]
 ) -> None:
     with pytest.raises(ValueError, match="819200"):
-        make_uploader(traffic_limit_bps=limit)
+        make_oss_uploader(traffic_limit_bps=limit)
 
 
 # -- errors --------------------------------------------------------------------------------
 
 
 def test_wrong_access_key_is_not_retryable_and_leaks_no_secret(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    _write(tmp_path / "a.jpg", 5_000)
+    write_file(tmp_path / "a.jpg", 5_000)
     with pytest.raises(OssError) as info:
-        make_uploader(access_key_id="LTAI5tWrongKey", access_key_secret="s3cr3t-value").upload_file(
-            "a.jpg", tmp_path / "a.jpg"
-        )
+        make_oss_uploader(
+            access_key_id="LTAI5tWrongKey", access_key_secret="s3cr3t-value"
+        ).upload_file("a.jpg", tmp_path / "a.jpg")
     err = info.value
     assert (err.retryable, err.code, err.status) == (False, "InvalidAccessKeyId", 403)
     assert err.request_id and err.request_id in str(err)
     assert "s3cr3t-value" not in str(err) and "s3cr3t-value" not in repr(err.args)
 
     with pytest.raises(OssError) as info:
-        make_uploader(access_key_secret="wrong-secret").upload_file("a.jpg", tmp_path / "a.jpg")
+        make_oss_uploader(access_key_secret="wrong-secret").upload_file("a.jpg", tmp_path / "a.jpg")
     assert (info.value.retryable, info.value.code) == (False, "SignatureDoesNotMatch")
-    assert fake.object_bytes(BUCKET, "a.jpg") is None
+    assert oss_server.object_bytes(BUCKET, "a.jpg") is None
 
 
 def test_503_and_connection_reset_are_retryable(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    data = _write(tmp_path / "r.mp4", 30_000)
-    up = make_uploader()
-    fake.fault("status", op="PutObject", status=503, code="ServiceUnavailable")
+    data = write_file(tmp_path / "r.mp4", 30_000)
+    up = make_oss_uploader()
+    oss_server.fault("status", op="PutObject", status=503, code="ServiceUnavailable")
     with pytest.raises(OssError) as info:
         up.upload_file("r.mp4", tmp_path / "r.mp4")
     assert (info.value.retryable, info.value.status) == (True, 503)
 
-    fake.fault("reset", op="PutObject")
+    oss_server.fault("reset", op="PutObject")
     with pytest.raises(OssError) as info:
         up.upload_file("r.mp4", tmp_path / "r.mp4")
     assert (info.value.retryable, info.value.code) == (True, "RequestError")
     assert "ConnectionError" in info.value.message
 
-    fake.fault("status", op="HeadObject", status=500, code="InternalError")
+    oss_server.fault("status", op="HeadObject", status=500, code="InternalError")
     with pytest.raises(OssError) as info:
         up.exists("r.mp4")
     assert (info.value.retryable, info.value.status) == (True, 500)
 
-    assert fake.object_bytes(BUCKET, "r.mp4") is None
+    assert oss_server.object_bytes(BUCKET, "r.mp4") is None
     up.upload_file("r.mp4", tmp_path / "r.mp4")  # faults used up: the caller's retry works
-    assert fake.object_bytes(BUCKET, "r.mp4") == data
-    assert [r.get("fault") for r in fake.requests()][:2] == ["status", "reset"]
+    assert oss_server.object_bytes(BUCKET, "r.mp4") == data
+    assert [r.get("fault") for r in oss_server.requests()][:2] == ["status", "reset"]
 
 
 def test_read_timeout_is_retryable(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    _write(tmp_path / "t.jpg", 1_000)
-    fake.fault("delay", op="PutObject", seconds=1.0)
+    write_file(tmp_path / "t.jpg", 1_000)
+    oss_server.fault("delay", op="PutObject", seconds=1.0)
     with pytest.raises(OssError) as info:
-        make_uploader(read_timeout=0.2).upload_file("t.jpg", tmp_path / "t.jpg")
+        make_oss_uploader(read_timeout=0.2).upload_file("t.jpg", tmp_path / "t.jpg")
     assert (info.value.retryable, info.value.code) == (True, "RequestError")
     assert "Timeout" in info.value.message
 
@@ -442,11 +396,11 @@ def test_classify_error_table() -> None:
 
 
 def test_missing_bucket_is_not_retryable(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    _write(tmp_path / "n.jpg", 1_000)
+    write_file(tmp_path / "n.jpg", 1_000)
     with pytest.raises(OssError) as info:
-        make_uploader(bucket="no-such-bucket").upload_file("n.jpg", tmp_path / "n.jpg")
+        make_oss_uploader(bucket="no-such-bucket").upload_file("n.jpg", tmp_path / "n.jpg")
     assert (info.value.retryable, info.value.code, info.value.status) == (
         False,
         "NoSuchBucket",
@@ -458,27 +412,27 @@ def test_missing_bucket_is_not_retryable(
 
 
 def test_exists_and_ensure_uploaded_skips_identical_object(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
-    up = make_uploader()
-    data = _write(tmp_path / "e.mp4", 300_000)
+    up = make_oss_uploader()
+    data = write_file(tmp_path / "e.mp4", 300_000)
     assert up.exists("e.mp4") is None
     res = up.upload_file("e.mp4", tmp_path / "e.mp4")
     meta = up.exists("e.mp4")
     assert meta is not None
     assert (meta.size, meta.crc64) == (len(data), res.crc64)
 
-    fake.clear_requests()
+    oss_server.clear_requests()
     again = up.ensure_uploaded("e.mp4", tmp_path / "e.mp4")  # e.g. after a crash before commit
     assert again.skipped and again.crc64 == res.crc64
-    assert _ops(fake.requests()) == ["HeadObject"]
+    assert _ops(oss_server.requests()) == ["HeadObject"]
 
-    _write(tmp_path / "e.mp4", 300_000, seed=1)  # a different file under the same key
-    fake.clear_requests()
+    write_file(tmp_path / "e.mp4", 300_000, seed=1)  # a different file under the same key
+    oss_server.clear_requests()
     changed = up.ensure_uploaded("e.mp4", tmp_path / "e.mp4")
     assert not changed.skipped
-    assert _ops(fake.requests())[:2] == ["HeadObject", "InitiateMultipartUpload"]
-    assert fake.object_bytes(BUCKET, "e.mp4") == (tmp_path / "e.mp4").read_bytes()
+    assert _ops(oss_server.requests())[:2] == ["HeadObject", "InitiateMultipartUpload"]
+    assert oss_server.object_bytes(BUCKET, "e.mp4") == (tmp_path / "e.mp4").read_bytes()
 
 
 # -- credentials ---------------------------------------------------------------------------
@@ -501,7 +455,7 @@ def test_sts_token_is_asked_for_per_request_and_never_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = "CAIS-sts-token-value-0123456789"
-    _write(tmp_path / "s.jpg", 2_000)
+    write_file(tmp_path / "s.jpg", 2_000)
     with FakeOss(security_token=token) as server:
         server.create_bucket(BUCKET)
         stale = Credentials(server.access_key_id, server.access_key_secret, "expired-token")
@@ -533,16 +487,16 @@ class _NoCredentials(CredentialSource):
 
 
 def test_missing_credentials_propagate_as_credentials_error(
-    fake: FakeOss, make_uploader: Callable[..., OssUploader], tmp_path: Path
+    oss_server: FakeOss, make_oss_uploader: Callable[..., OssUploader], tmp_path: Path
 ) -> None:
     """The delivery loop pauses on CredentialsError instead of failing the clip."""
-    _write(tmp_path / "c.jpg", 1_000)
-    up = make_uploader(credentials=_NoCredentials())
+    write_file(tmp_path / "c.jpg", 1_000)
+    up = make_oss_uploader(credentials=_NoCredentials())
     with pytest.raises(CredentialsError):
         up.upload_file("c.jpg", tmp_path / "c.jpg")
     with pytest.raises(CredentialsError):
         up.exists("c.jpg")
-    assert fake.requests() == []  # nothing unsigned was sent
+    assert oss_server.requests() == []  # nothing unsigned was sent
 
 
 def test_oss_credentials_provider_bridge() -> None:

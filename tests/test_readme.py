@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentproc import wait_for
-from fake_ice import FakeIce
-from fake_oss import FakeOss
 
 from agent.spool import Spool
-from agent.synth import make_scene
+from tests.support.agentproc import wait_for
+from tests.support.fake_ice import FakeIce
+from tests.support.fake_oss import FakeOss
+from tests.support.synth import make_scene
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"

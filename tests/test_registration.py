@@ -9,8 +9,17 @@ import random
 from pathlib import Path
 
 import pytest
-from fake_ice import FakeIce
-from test_delivery import (
+
+from agent.config import UploadSettings
+from agent.deliver.acs import Credentials
+from agent.deliver.credentials import StaticCredentialSource
+from agent.deliver.ice import IceClient, IceParameterError
+from agent.deliver.library import init_library
+from agent.deliver.oss import OssUploader
+from agent.deliver.uploader import OUTAGE, THROTTLED, Uploader, media_id, msg_body
+from agent.service.status import render
+from agent.spool import Spool
+from tests.support.delivery import (
     AK,
     BUCKET,
     DEVICE,
@@ -23,19 +32,7 @@ from test_delivery import (
     make_clips,
     make_uploader,
 )
-from test_delivery import _no_faults_left as _no_faults_left  # noqa: F401
-from test_delivery import ice as ice  # noqa: F401 - fixtures, re-used
-from test_delivery import oss as oss  # noqa: F401
-
-from agent.config import UploadSettings
-from agent.deliver.acs import Credentials
-from agent.deliver.credentials import StaticCredentialSource
-from agent.deliver.ice import IceClient, IceParameterError
-from agent.deliver.library import init_library
-from agent.deliver.oss import OssUploader
-from agent.deliver.uploader import OUTAGE, THROTTLED, Uploader, media_id, msg_body
-from agent.service.status import render
-from agent.spool import Spool
+from tests.support.fake_ice import FakeIce
 
 UNSETTLED = ("pending", "uploading", "uploaded", "registered")
 

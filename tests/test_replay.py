@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from media import assert_valid_clip, ffprobe, overlaps
 
 from agent.config import ClipSettings, Config
 from agent.replay import ReplayError, replay
-from agent.synth import Scene, make_scene
+from tests.support.media import assert_valid_clip, ffprobe, overlaps
+from tests.support.synth import Scene, make_scene
 
 SLACK = 1.5  # s an event may start late / end early versus the generated truth
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import av
 import av.error
 import pytest
-from rtsp import RtspServer, make_test_video, process_group_alive
+
+from tests.support.rtsp import RtspServer, make_test_video, process_group_alive
 
 pytestmark = pytest.mark.rtsp
 

@@ -6,10 +6,16 @@ import os
 import signal
 
 import pytest
-from agentproc import assert_catalog_matches_disk, catalogue, start, wait_for, write_config
-from media import assert_valid_clip
 
-from agent.synth import make_scene
+from tests.support.agentproc import (
+    assert_catalog_matches_disk,
+    catalogue,
+    start,
+    wait_for,
+    write_config,
+)
+from tests.support.media import assert_valid_clip
+from tests.support.synth import make_scene
 
 
 @pytest.fixture(scope="module")

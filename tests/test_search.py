@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 
-from test_delivery import (
+from agent.deliver.acs import Credentials
+from agent.deliver.ice import IceClient
+from agent.deliver.library import search
+from tests.support.delivery import (
     AK,
     DEVICE,
     LIB,
@@ -19,12 +22,6 @@ from test_delivery import (
     make_clips,
     make_uploader,
 )
-from test_delivery import ice as ice  # noqa: F401 - fixtures, re-used
-from test_delivery import oss as oss  # noqa: F401
-
-from agent.deliver.acs import Credentials
-from agent.deliver.ice import IceClient
-from agent.deliver.library import search
 
 
 def _foreign_media(ice, n: int) -> list[str]:  # noqa: F811

@@ -19,15 +19,15 @@ import traceback
 from pathlib import Path
 
 import pytest
-from agentproc import catalogue, start, terminate, wait_for
-from fake_ice import FakeIce
-from fake_oss import FakeOss
-from test_bad_media import make_video
 
 from agent.deliver.acs import Credentials
 from agent.deliver.credentials import StaticCredentialSource
 from agent.deliver.ice import IceClient, IceError
 from agent.deliver.oss import OssError, OssUploader
+from tests.support.agentproc import catalogue, start, terminate, wait_for
+from tests.support.fake_ice import FakeIce
+from tests.support.fake_oss import FakeOss
+from tests.support.media import make_video
 
 PASSWORD = "Rtsp-Pw-7Qx9"
 AK = "LTAI5tSecretsTestKey01"

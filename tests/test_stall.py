@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from agentproc import start, terminate, wait_for, write_config
 
 from agent.capture.source import (
     AuthError,
@@ -27,6 +26,7 @@ from agent.capture.source import (
 )
 from agent.config import CameraConfig
 from agent.service.status import fetch
+from tests.support.agentproc import start, terminate, wait_for, write_config
 
 TIMEOUT = 3.0
 

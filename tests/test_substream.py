@@ -14,14 +14,14 @@ import threading
 
 import av
 import pytest
-from agentproc import start, terminate, wait_for, write_config
-from media import assert_valid_clip, ffprobe, overlaps
 
 from agent.capture.pipeline import CameraPipeline, FinishedClip, snapshot
 from agent.capture.substream import Verdicts
 from agent.config import CameraConfig, ClipSettings, ConfigError, dump, parse
 from agent.replay import DirectorySink
-from agent.synth import make_scene
+from tests.support.agentproc import start, terminate, wait_for, write_config
+from tests.support.media import assert_valid_clip, ffprobe, overlaps
+from tests.support.synth import make_scene
 
 MAIN, SUB = (1280, 720), (640, 360)
 

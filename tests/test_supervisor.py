@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentproc import start, terminate, wait_for
 
-from agent.synth import make_scene
+from tests.support.agentproc import start, terminate, wait_for
+from tests.support.synth import make_scene
 
 STARTED = re.compile(r"camera (\S+) started in worker \d+ \(pid (\d+)\)")
 

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from agent import synth
-from agent.synth import KINDS, make_scene
+from tests.support import synth
+from tests.support.synth import KINDS, make_scene
 
 SMALL = {"width": 320, "height": 180}  # same scene geometry as 640x360, 4x fewer pixels
 
@@ -20,14 +20,14 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("synth")
 
 
-def truth(kind: str, w: int = 320, h: int = 180, **kw) -> tuple[synth._Plan, tuple]:
+def truth(kind: str, w: int = 320, h: int = 180, **kw) -> tuple[synth.Plan, tuple]:
     """Ground truth without encoding (the same code path make_scene uses)."""
-    plan = synth._plan(
-        kind, w, h, 15, float(kw.pop("duration", synth._DURATION[kind])), 0, kw.pop("mf", None)
+    plan = synth.plan_scene(
+        kind, w, h, 15, float(kw.pop("duration", synth.DURATION[kind])), 0, kw.pop("mf", None)
     )
     polys = (plan.foliage.poly,) if plan.foliage else ()
-    mask = synth._poly_raster(polys, w, h) if polys else None
-    return plan, synth._intervals([m for _, m in synth._render(plan, False, mask)], 15)
+    mask = synth.poly_raster(polys, w, h) if polys else None
+    return plan, synth.motion_intervals([m for _, m in synth.render_frames(plan, False, mask)], 15)
 
 
 def nal_slices(pkt: av.Packet, hevc: bool) -> int:
@@ -122,18 +122,18 @@ def test_ground_truth_is_sane(kind: str) -> None:
     if kind == "masked_foliage":
         poly = plan.foliage.poly
         assert all(0 <= x <= 1 and 0 <= y <= 1 for x, y in poly)
-        area = synth._poly_raster((poly,), 320, 180).mean()
+        area = synth.poly_raster((poly,), 320, 180).mean()
         assert 0.12 < area < 0.35
 
 
 @pytest.mark.parametrize("kind", ["masked_foliage", "stop_and_go", "light_switch_motion", "busy"])
 def test_ground_truth_matches_noise_free_pixels(kind: str) -> None:
     """Flagged frames change unmasked pixels; unflagged ones (foliage!) do not."""
-    plan = synth._plan(kind, 320, 180, 15, float(synth._DURATION[kind]), 0, None)
+    plan = synth.plan_scene(kind, 320, 180, 15, float(synth.DURATION[kind]), 0, None)
     polys = (plan.foliage.poly,) if plan.foliage else ()
-    mask = synth._poly_raster(polys, 320, 180) if polys else np.zeros((180, 320), bool)
+    mask = synth.poly_raster(polys, 320, 180) if polys else np.zeros((180, 320), bool)
     prev, flags = None, []
-    for i, (buf, moving) in enumerate(synth._render(plan, True, mask, noise_on=False)):
+    for i, (buf, moving) in enumerate(synth.render_frames(plan, True, mask, noise_on=False)):
         y = buf[:180].astype(np.int16)
         flags.append(moving)
         if prev is not None:

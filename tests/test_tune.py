@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from agent.scenes import object_boxes
-from agent.synth import make_scene
+from tests.support.scenes import object_boxes
+from tests.support.synth import make_scene
 
 
 @pytest.fixture(scope="module")

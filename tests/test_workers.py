@@ -11,9 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from agentproc import assert_catalog_matches_disk, catalogue, start, terminate, wait_for
 
-from agent.synth import make_scene
+from tests.support.agentproc import (
+    assert_catalog_matches_disk,
+    catalogue,
+    start,
+    terminate,
+    wait_for,
+)
+from tests.support.synth import make_scene
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Pytest-side wrapper around ``tests/rtsp_server.py``, the real GStreamer RTSP test server.
+"""Pytest-side wrapper around ``tests/support/rtsp_server.py``, the real GStreamer RTSP test server.
 
 The server itself must run under the *system* python (``/usr/bin/python3``), which has the
 GObject-introspection bindings for GStreamer; the venv running the tests does not.  This module
@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-from ready_process import ReadyProcessError, ReadyServer
-from ready_process import process_group_alive as process_group_alive  # re-exported for tests
+from .ready_process import ReadyProcessError, ReadyServer
+from .ready_process import process_group_alive as process_group_alive  # re-exported for tests
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")

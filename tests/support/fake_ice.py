@@ -3,11 +3,11 @@
 
 Run as a real process on loopback (stdlib only, any python >= 3.10)::
 
-    python tests/fake_ice.py --port P --access-key-id AK --access-key-secret SK \
+    python tests/support/fake_ice.py --port P --access-key-id AK --access-key-secret SK \
         [--security-token T] [--index-job-polls N] [--index-ready-polls N]
 
 It prints ``READY <port>`` once listening. :class:`FakeIce` (bottom of this file) spawns it
-from a test, like ``tests/rtsp.py`` does for the RTSP server.
+from a test, like ``tests/support/rtsp.py`` does for the RTSP server.
 
 **Strict like the real gateway, and independent of the client.** Each request is
 re-derived from what arrived on the wire: the raw query string is decoded and re-encoded
@@ -91,8 +91,11 @@ from urllib.parse import quote, unquote_plus
 from urllib.request import ProxyHandler, Request, build_opener
 
 # For the pytest-side wrapper only (stdlib too; found next to this file, run as a script or not).
-from ready_process import ReadyProcessError, ReadyServer
-from ready_process import free_tcp_port as free_tcp_port  # re-exported for tests
+if __package__:  # imported by the tests, as tests.support.fake_ice
+    from .ready_process import ReadyProcessError, ReadyServer
+    from .ready_process import free_tcp_port as free_tcp_port  # re-exported for tests
+else:  # the server, run as a script: ready_process.py is beside it, on sys.path
+    from ready_process import ReadyProcessError, ReadyServer
 
 API_VERSION = "2020-11-09"
 ALGORITHM = "ACS3-HMAC-SHA256"

@@ -49,7 +49,7 @@ KINDS = (
     "stop_and_go",
     "busy",
 )
-_DURATION = {
+DURATION = {
     "static_noise": 20,
     "walk": 40,
     "light_switch": 30,
@@ -62,7 +62,7 @@ _DURATION = {
     "stop_and_go": 35,
     "busy": 60,
 }
-_VERSION = 1  # bump when the rendering changes so cached files are regenerated
+VERSION = 1  # bump when the rendering changes so cached files are regenerated
 _F = np.float32
 
 
@@ -394,7 +394,7 @@ def _car_parts(cu: np.ndarray, vv: np.ndarray) -> list[_Part]:
     return parts
 
 
-def _sprite(tr: _Track, cam: _Cam, t: float, sun: float, want_ir: bool) -> _Sprite | None:
+def sprite_at(tr: _Track, cam: _Cam, t: float, sun: float, want_ir: bool) -> _Sprite | None:
     x, z, dist, spd, side, face, vis = tr.state(t)
     if z <= 0.5 or vis <= 0:
         return None
@@ -696,7 +696,7 @@ def _background(cam: _Cam, far: bool, lr: np.random.Generator, tr: np.random.Gen
             px = lr.uniform(-0.8, 0.8) * cam.halfw(pz)
         spots[i] = (pz, px)
     for pz, px in spots:
-        s = _sprite(
+        s = sprite_at(
             _Track(_car_look(lr), [0.0, 1.0], [(px, pz), (px, pz)]), cam, 0.0, sun_dir, True
         )
         if s is not None:
@@ -741,7 +741,7 @@ def _background(cam: _Cam, far: bool, lr: np.random.Generator, tr: np.random.Gen
 
 
 def _stamp(bg: _Bg, s: _Sprite, w: int, h: int) -> None:
-    sl, sub = _clip(s, w, h)
+    sl, sub = clip_to_frame(s, w, h)
     if sl is None:
         return
     a = s.a[sub]
@@ -752,7 +752,7 @@ def _stamp(bg: _Bg, s: _Sprite, w: int, h: int) -> None:
     bg.sky[sl] *= 1 - a
 
 
-def _clip(s: _Sprite, w: int, h: int):
+def clip_to_frame(s: _Sprite, w: int, h: int):
     ch, cw = s.a.shape
     y0, x0, y1, x1 = max(s.y0, 0), max(s.x0, 0), min(s.y0 + ch, h), min(s.x0 + cw, w)
     if y1 <= y0 or x1 <= x0:
@@ -785,7 +785,7 @@ def _clip_poly(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return pts
 
 
-def _poly_raster(polys, w: int, h: int) -> np.ndarray:
+def poly_raster(polys, w: int, h: int) -> np.ndarray:
     """Even-odd rule at pixel centres, same convention a detector would use."""
     xs = (np.arange(w, dtype=np.float64)[None, :] + 0.5) / w
     ys = (np.arange(h, dtype=np.float64)[:, None] + 0.5) / h
@@ -1002,7 +1002,7 @@ def _ir_light(t_sw: float, fps: float) -> Callable[[float], _Light]:
 
 # ---------------------------------------------------------------------------- scene plans
 @dataclass
-class _Plan:
+class Plan:
     cam: _Cam
     bg: _Bg
     phases: dict[str, _Phase]
@@ -1020,7 +1020,9 @@ def _day(t: float) -> _Light:
     return _Light("day", 1.0, 3.5)
 
 
-def _plan(kind: str, w: int, h: int, fps: float, dur: float, seed: int, mf: float | None) -> _Plan:
+def plan_scene(
+    kind: str, w: int, h: int, fps: float, dur: float, seed: int, mf: float | None
+) -> Plan:
     kidx = KINDS.index(kind)
     lr, tr, nr = (np.random.default_rng([seed, kidx, i]) for i in range(3))
     far = kind == "small_object"
@@ -1100,7 +1102,7 @@ def _plan(kind: str, w: int, h: int, fps: float, dur: float, seed: int, mf: floa
         if tracks:
             # Whether the shadow or a swinging arm shows first depends on the direction and
             # the light: measure when the walk becomes visible and move it to 1 s after.
-            probe = _Plan(
+            probe = Plan(
                 cam,
                 bg,
                 _phases(bg, cam, names, step),
@@ -1110,7 +1112,9 @@ def _plan(kind: str, w: int, h: int, fps: float, dur: float, seed: int, mf: floa
                 fps,
                 nr,
             )
-            first = next((i for i, (_, m) in enumerate(_render(probe, False, None)) if m), None)
+            first = next(
+                (i for i, (_, m) in enumerate(render_frames(probe, False, None)) if m), None
+            )
             if first is not None:
                 tracks[0].t = [x + t_on + 1.0 - first / fps for x in tracks[0].t]
     elif kind == "ir_switch":
@@ -1206,7 +1210,7 @@ def _plan(kind: str, w: int, h: int, fps: float, dur: float, seed: int, mf: floa
     elif kind == "busy":
         tracks = _busy(lr, cam, bg, dur, 0.15 if mf is None else mf, cross)
     phases = _phases(bg, cam, names, step)
-    return _Plan(cam, bg, phases, light, tracks, max(1, round(dur * fps)), fps, nr, fol, changes)
+    return Plan(cam, bg, phases, light, tracks, max(1, round(dur * fps)), fps, nr, fol, changes)
 
 
 def _busy(
@@ -1286,8 +1290,8 @@ class _Noise:
         return self.b[r : r + self.h, c : c + self.w]
 
 
-def _render(
-    plan: _Plan, pixels: bool, mask: np.ndarray | None, noise_on: bool = True
+def render_frames(
+    plan: Plan, pixels: bool, mask: np.ndarray | None, noise_on: bool = True
 ) -> Iterator[tuple[np.ndarray | None, bool]]:
     """Yield (yuv420p frame as (h*3/2, w) uint8 or None, something moves visibly).
 
@@ -1314,8 +1318,8 @@ def _render(
         ga, gb = lt.gain * (1 - lt.w if pb else 1.0), lt.gain * lt.w
         sprites, moving = [], False
         for tk in plan.tracks:
-            s = _sprite(tk, cam, t, bg.sun_dir, pa.ir)
-            if s is None or (clip := _clip(s, w, h))[0] is None:
+            s = sprite_at(tk, cam, t, bg.sun_dir, pa.ir)
+            if s is None or (clip := clip_to_frame(s, w, h))[0] is None:
                 continue
             li = pa.light[s.foot] * (1 - lt.w if pb else 1.0)
             li += pb.light[s.foot] * lt.w if pb else 0.0
@@ -1413,7 +1417,7 @@ def _draw(
     return bgr * (1 - s.sh[sub] * _F(pa.shadow)) * (1 - a) + val
 
 
-def _intervals(flags: list[bool], fps: float) -> tuple[tuple[float, float], ...]:
+def motion_intervals(flags: list[bool], fps: float) -> tuple[tuple[float, float], ...]:
     res, i, n = [], 0, len(flags)
     while i < n:
         if flags[i]:
@@ -1426,7 +1430,7 @@ def _intervals(flags: list[bool], fps: float) -> tuple[tuple[float, float], ...]
     return tuple(res)
 
 
-def _encode(
+def encode_frames(
     frames: Iterator[tuple[np.ndarray, bool]],
     path: Path,
     w: int,
@@ -1531,7 +1535,7 @@ def make_scene(
         height = height or round(width * 9 / 16 / 2) * 2
     if width % 2 or height % 2 or width < 64 or height < 64:
         raise ValueError(f"frame size must be even and at least 64x64, got {width}x{height}")
-    dur = float(_DURATION[kind] if duration is None else duration)
+    dur = float(DURATION[kind] if duration is None else duration)
     gop = gop or max(1, round(2 * fps))
     mf = (0.15 if motion_fraction is None else float(motion_fraction)) if kind == "busy" else None
     if mf is not None and not 0.0 <= mf <= 1.0:
@@ -1548,7 +1552,7 @@ def make_scene(
         + f"_{rc}_bf{bframes}"
         + (f"_n{noise:g}" if noise != 1.0 else "")
         + (f"_mf{mf:g}" if mf is not None else "")
-        + f"_s{seed}_v{_VERSION}"
+        + f"_s{seed}_v{VERSION}"
     )
     out_dir = Path(out_dir)
     path, meta = out_dir / f"{name}.mp4", out_dir / f"{name}.json"
@@ -1572,23 +1576,23 @@ def make_scene(
     t0 = time.perf_counter()
     if not 0.0 <= noise <= 4.0:
         raise ValueError(f"noise must be within 0..4, got {noise}")
-    plan = _plan(kind, width, height, fps, dur, seed, mf)
+    plan = plan_scene(kind, width, height, fps, dur, seed, mf)
     plan.noise = noise
     polys = (plan.foliage.poly,) if plan.foliage is not None else ()
-    mask = _poly_raster(polys, width, height) if polys else None
+    mask = poly_raster(polys, width, height) if polys else None
     flags: list[bool] = []
     tmp = out_dir / f".{name}.{os.getpid()}.tmp.mp4"
     if path.exists():  # video cached but metadata lost: ground truth only
-        flags = [m for _, m in _render(plan, False, mask)]
+        flags = [m for _, m in render_frames(plan, False, mask)]
     else:
 
         def frames() -> Iterator[tuple[np.ndarray, bool]]:
-            for buf, moving in _render(plan, True, mask):
+            for buf, moving in render_frames(plan, True, mask):
                 flags.append(moving)
                 yield buf, moving
 
         try:
-            _encode(
+            encode_frames(
                 frames(), tmp, width, height, fps, codec, gop, bitrate, crf, bframes, maxrate, dyn
             )
         except BaseException:
@@ -1601,7 +1605,7 @@ def make_scene(
         height,
         fps,
         round(plan.n / fps, 6),
-        _intervals(flags, fps),
+        motion_intervals(flags, fps),
         polys,
         tuple(round(c, 6) for c in plan.changes),
     )
@@ -1624,7 +1628,9 @@ def make_scene(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m agent.synth", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m tests.support.synth", description=__doc__.split("\n")[0]
+    )
     p.add_argument("kind", choices=KINDS)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--width", type=int)

@@ -3,7 +3,8 @@
 
 Run with the SYSTEM python (it has the GObject-introspection bindings; the venv does not)::
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--user U --password P [--auth digest]] \\
+    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 \\
+        [--user U --password P [--auth digest]] \\
         --mount /cam1=clip.mp4[:h264|h265] [--mount /cam2=other.mp4:h265]
 
 Design (why it looks like this):

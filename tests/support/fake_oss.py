@@ -2,12 +2,12 @@
 
 No OSS emulator exists in the package registries, but OSS's object API is close to S3's.  So:
 
-* ``python tests/fake_oss.py --serve-moto [--port P]`` runs moto's S3 server (moto 5,
+* ``python tests/support/fake_oss.py --serve-moto [--port P]`` runs moto's S3 server (moto 5,
   ``ThreadedMotoServer``) with OSS's 100 KB minimum part size (``S3_UPLOAD_PART_MIN_SIZE``),
   and prints ``READY <port>``;
-* ``python tests/fake_oss.py --port P --upstream http://127.0.0.1:MOTOPORT --access-key-id AK
-  --access-key-secret SK --region R`` runs the adapter, a reverse proxy that oss2 talks to
-  (path-style, as oss2 does for IP endpoints), and prints ``READY <port>``.
+* ``python tests/support/fake_oss.py --port P --upstream http://127.0.0.1:MOTOPORT
+  --access-key-id AK --access-key-secret SK --region R`` runs the adapter, a reverse proxy that
+  oss2 talks to (path-style, as oss2 does for IP endpoints), and prints ``READY <port>``.
 
 Both are real processes on loopback ports (``--port 0``: the kernel picks one, reported in the
 READY line, so there is no port race).  Both exit when their stdin reaches EOF, i.e. when the
@@ -84,7 +84,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from ready_process import ReadyProcess, ReadyProcessError
+if __package__:  # imported by the tests, as tests.support.fake_oss
+    from .ready_process import ReadyProcess, ReadyProcessError
+else:  # moto and the adapter, run as a script: ready_process.py is beside it, on sys.path
+    from ready_process import ReadyProcess, ReadyProcessError
 
 SCRIPT = Path(__file__).resolve()
 #: OSS's smallest part (all but the last), which moto must enforce instead of S3's 5 MiB.

@@ -1,9 +1,9 @@
 """Spawn a test server as a child process and wait for the ``READY <port>`` line it prints.
 
-Shared by the pytest-side wrappers of the real-process fakes: ``tests/rtsp.py`` (the GStreamer
-RTSP server), ``tests/fake_ice.py`` and ``tests/fake_oss.py``.  Stdlib only, python >= 3.10,
-like ``fake_ice.py``, which imports it when run as a script too (its directory is then on
-``sys.path``, as ``tests/`` is under pytest).
+Shared by the pytest-side wrappers of the real-process fakes: ``rtsp.py`` (the GStreamer RTSP
+server), ``fake_ice.py`` and ``fake_oss.py``, all in this package.  Stdlib only, python >= 3.10,
+like ``fake_ice.py`` and ``fake_oss.py``, which import it when run as scripts too (their
+directory is then on ``sys.path``).
 
 The child's contract: it prints ``READY <port>`` on stdout once it serves, and it exits when
 its stdin reaches EOF.  We hold the write end of that pipe open and never write to it, so if

@@ -1,4 +1,4 @@
-"""More generated recordings on top of agent/synth.py, for the detection-quality checks:
+"""More generated recordings on top of synth.py, for the detection-quality checks:
 
 - `make_light_scene`: a street scene whose whole picture changes brightness or contrast at a
   known time (lights switched on, auto-exposure jumping), instantly or ramped, and back again
@@ -6,7 +6,7 @@
 - `object_boxes`: where each object of a generated scene is, frame by frame (its bounding box
   and how much of it is inside the picture), to judge whether a keyframe shows it.
 
-Same renderer, ground truth and encoder as agent/synth.py (libx264 through PyAV).
+Same renderer, ground truth and encoder as synth.py (libx264 through PyAV).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent import synth
+from . import synth
 
 _VERSION = 1
 
@@ -35,14 +35,14 @@ class Box:
     moving: bool
 
 
-def _boxes_at(plan: synth._Plan, t: float) -> list[Box]:
+def _boxes_at(plan: synth.Plan, t: float) -> list[Box]:
     cam, w, h, out = plan.cam, plan.cam.w, plan.cam.h, []
     for tk in plan.tracks:
-        s = synth._sprite(tk, cam, t, plan.bg.sun_dir, False)
+        s = synth.sprite_at(tk, cam, t, plan.bg.sun_dir, False)
         if s is None:
             continue
         total = float(s.a.sum())
-        sl, sub = synth._clip(s, w, h)
+        sl, sub = synth.clip_to_frame(s, w, h)
         if sl is None or total <= 0:
             continue
         a = s.a[sub]
@@ -76,9 +76,9 @@ def object_boxes(
     motion_fraction: float | None = None,
 ) -> list[list[Box]]:
     """Per frame of a `synth.make_scene` scene made with the same arguments: its objects."""
-    dur = float(synth._DURATION[kind] if duration is None else duration)
+    dur = float(synth.DURATION[kind] if duration is None else duration)
     mf = (0.15 if motion_fraction is None else motion_fraction) if kind == "busy" else None
-    plan = synth._plan(kind, width, height, fps, dur, seed, mf)
+    plan = synth.plan_scene(kind, width, height, fps, dur, seed, mf)
     return [_boxes_at(plan, i / fps) for i in range(plan.n)]
 
 
@@ -122,7 +122,7 @@ def make_light_scene(
     the next), and changes back at `back` s (None: never). `mode` "gain" scales luma (and
     chroma) about black, "contrast" about the scene's mean luma. With `walk` (s, may be
     negative), a person's first visible movement comes that long after `at`; else the scene
-    is empty. Ground truth and encoding as agent/synth.py; cached in `out_dir`."""
+    is empty. Ground truth and encoding as synth.py; cached in `out_dir`."""
     if mode not in ("gain", "contrast"):
         raise ValueError(f"mode must be gain or contrast, not {mode!r}")
     if not -0.9 < change < 4:
@@ -132,15 +132,15 @@ def make_light_scene(
         f"light_{mode}{change:+g}_r{ramp:g}_at{at:g}_b{back}_w{walk}_{width}x{height}_"
         f"{fps:g}fps_{duration:g}s_g{gop}_crf{crf}"
         + (f"max{maxrate}" if maxrate else "")
-        + f"_n{noise:g}_s{seed}_v{_VERSION}.{synth._VERSION}"
+        + f"_n{noise:g}_s{seed}_v{_VERSION}.{synth.VERSION}"
     )
     out_dir = Path(out_dir)
     path, meta = out_dir / f"{name}.mp4", out_dir / f"{name}.json"
-    plan = synth._plan("walk", width, height, fps, duration, seed, None)
+    plan = synth.plan_scene("walk", width, height, fps, duration, seed, None)
     plan.noise = noise
     plan.tracks = plan.tracks[:1] if walk is not None else []
     if plan.tracks:
-        first = next(i for i, (_, m) in enumerate(synth._render(plan, False, None)) if m)
+        first = next(i for i, (_, m) in enumerate(synth.render_frames(plan, False, None)) if m)
         shift = at + walk - first / fps
         plan.tracks[0].t = [x + shift for x in plan.tracks[0].t]
     changes = [(at, at + ramp)] + ([(back, back + ramp)] if back is not None else [])
@@ -161,7 +161,7 @@ def make_light_scene(
 
         def frames() -> Iterator[tuple[np.ndarray, bool]]:
             pivot = None
-            for i, (buf, moving) in enumerate(synth._render(plan, True, None)):
+            for i, (buf, moving) in enumerate(synth.render_frames(plan, True, None)):
                 flags.append(moving)
                 y = buf[:height]
                 if pivot is None:
@@ -177,12 +177,14 @@ def make_light_scene(
 
         tmp = out_dir / f".{name}.{os.getpid()}.tmp.mp4"
         try:
-            synth._encode(frames(), tmp, width, height, fps, "libx264", gop, None, crf, 0, maxrate)
+            synth.encode_frames(
+                frames(), tmp, width, height, fps, "libx264", gop, None, crf, 0, maxrate
+            )
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
-        tmp_meta.write_text(json.dumps({"motion": synth._intervals(flags, fps)}))
+        tmp_meta.write_text(json.dumps({"motion": synth.motion_intervals(flags, fps)}))
         os.replace(tmp_meta, meta)
         os.replace(tmp, path)
     motion = tuple(tuple(m) for m in json.loads(meta.read_text())["motion"])
