@@ -2,7 +2,7 @@
 
 A camera worker runs a few cameras, each in a thread of its own: libavcodec decodes and numpy
 works outside the GIL, and the interpreter, the libraries and their heap are paid once per
-worker instead of once per camera (agent/service/supervisor.py says how cameras are placed).
+worker instead of once per camera (agent/service/workers.py places them).
 
 Kept apart from agent/service/supervisor.py so that a child imports only what it runs: the
 supervisor's own imports (the fleet agent and its cryptography, the status server) would cost
