@@ -6,8 +6,6 @@ Why it looks the way it does:
   repeated after a crash overwrites the same object instead of leaving a duplicate, and
   :meth:`OssUploader.exists` can tell that an object from before the crash is already complete
   (same size and CRC-64).
-* Signing is V4 (``ProviderAuthV4``), which needs the region, with credentials asked from the
-  :class:`~agent.deliver.credentials.CredentialSource` for every request (STS refresh).
 * Small files go in one PutObject with ``Content-MD5`` (OSS rejects a body that does not match).
   Large ones go through ``oss2.resumable_upload``: its checkpoint (upload id, file size and
   mtime) lives under ``checkpoint_dir`` (inside the agent's data_dir, never ``$HOME``), and the
@@ -26,11 +24,10 @@ Why it looks the way it does:
 * Bandwidth: OSS throttles a connection to ``x-oss-traffic-limit`` bit/s, sent on PutObject and
   UploadPart (``resumable_upload`` forwards that header to UploadPart; it also passes all
   headers to InitiateMultipartUpload, where OSS ignores it).
-* No retry loops here.  oss2 does not retry PutObject/UploadPart; failures become
-  :class:`OssError` with ``retryable`` telling the caller whether backing off and trying again
-  can help.  The only internal retries are oss2's own (ListParts on 5xx).
-* No secret reaches a log or an exception: our messages carry code, status and request id, and
-  oss2's DEBUG logs (which print request headers, including an STS token) are silenced.
+
+The bucket underneath — V4 signing, small objects, oss2's failures classified as
+:class:`OssError` (no retry loops, no secret in a message) — is
+:class:`agent.deliver.oss_bucket.OssBucket`; its public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -50,17 +47,28 @@ import anycrc
 import oss2
 import oss2.exceptions
 
-from agent.deliver.credentials import CredentialSource, OssCredentialsProvider
+from agent.deliver.credentials import CredentialSource
+from agent.deliver.oss_bucket import (
+    Fetched,
+    ObjectMeta,
+    OssBucket,
+    OssError,
+    check_region,
+    check_timeouts,
+    classify_error,
+)
 from agent.durable import fsync_dir
 from agent.layout import normalize_prefix, object_key
 
 __all__ = [
     "DEFAULT_MULTIPART_THRESHOLD",
     "DEFAULT_PART_SIZE",
+    "Fetched",
     "MAX_TRAFFIC_LIMIT_BPS",
     "MIN_PART_SIZE",
     "MIN_TRAFFIC_LIMIT_BPS",
     "ObjectMeta",
+    "OssBucket",
     "OssError",
     "OssUploader",
     "UploadResult",
@@ -82,130 +90,6 @@ DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 #: 1 MiB parts: at most 1 MiB is sent twice after a crash, ~8 s per part at 1 Mbit/s uplink.
 DEFAULT_PART_SIZE = 1024 * 1024
 
-#: Codes worth retrying with backoff.  Time skew: an edge box's clock is often fixed by NTP
-#: shortly after boot.  Token expiry: the credential chain refreshes STS tokens.  NoSuchUpload:
-#: the multipart upload vanished (lifecycle rule); resumable_upload starts over next time.
-#: RequestTimeout: OSS gave up on a body that came in too slowly.
-_RETRYABLE_CODES = frozenset(
-    {
-        "RequestTimeTooSkewed",
-        "SecurityTokenExpired",
-        "InvalidSecurityToken.Expired",
-        "NoSuchUpload",
-        "RequestTimeout",
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "TooManyRequests",
-    }
-)
-
-
-class OssError(Exception):
-    """An OSS operation failed.
-
-    ``retryable``: the same call may succeed later, so back off and retry (network trouble,
-    5xx, throttling, a CRC mismatch, clock skew, an expired token).  Not retryable: it needs a
-    change first (credentials, permissions, bucket name, configuration).  Either way the file
-    is still local and nothing must be dropped because of it.
-
-    The message carries the operation, key, code, HTTP status and OSS request id (what Alibaba
-    Cloud support asks for), never a credential.  ``status`` is oss2's for client-side
-    failures: -1 client error, -2 network, -3 CRC mismatch.
-    """
-
-    def __init__(
-        self,
-        *,
-        retryable: bool,
-        code: str,
-        message: str,
-        request_id: str = "",
-        status: int | None = None,
-        operation: str = "",
-        key: str = "",
-        ec: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        self.retryable = retryable
-        #: seconds OSS asked us to wait (``Retry-After`` on a throttled answer), or None
-        self.retry_after = retry_after
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.status = status
-        self.operation = operation
-        self.key = key
-        self.ec = ec
-        where = f"{operation} {key}".strip()
-        parts = [f"OSS {where}: {code}" if where else f"OSS: {code}"]
-        if status is not None and status > 0:
-            parts.append(f"(HTTP {status})")
-        text = " ".join(parts)
-        if message:
-            text += f": {message}"
-        if request_id:
-            text += f" [request id {request_id}]"
-        text += " (retryable)" if retryable else " (not retryable)"
-        super().__init__(text)
-
-
-def classify_error(exc: BaseException, *, operation: str = "", key: str = "") -> OssError:
-    """Map an oss2 exception to :class:`OssError` with ``retryable`` set.
-
-    We build the message from the code and OSS's own one-line message only.  The oss2
-    exception's ``str()`` includes the full error details, which for SignatureDoesNotMatch
-    contain the canonical request, i.e. every ``x-oss-*`` header including an STS token.
-    """
-    ctx = {"operation": operation, "key": key}
-    if isinstance(exc, oss2.exceptions.RequestError):
-        inner = getattr(exc, "exception", None)
-        what = type(inner).__name__ if inner is not None else "RequestError"
-        return OssError(
-            retryable=True,
-            code="RequestError",
-            message=f"network error ({what})",
-            status=exc.status,
-            **ctx,
-        )
-    if isinstance(exc, oss2.exceptions.InconsistentError):
-        return OssError(
-            retryable=True,
-            code="InconsistentError",
-            message="CRC-64 of the data sent and of what OSS stored differ",
-            request_id=exc.request_id,
-            status=exc.status,
-            **ctx,
-        )
-    if isinstance(exc, oss2.exceptions.ClientError):
-        return OssError(
-            retryable=False, code="ClientError", message=str(exc.body)[:300], status=-1, **ctx
-        )
-    if isinstance(exc, oss2.exceptions.OssError):
-        status = int(exc.status)
-        code = exc.code or f"HTTP{status}"
-        retryable = status >= 500 or status == 429 or code in _RETRYABLE_CODES
-        return OssError(
-            retryable=retryable,
-            code=code,
-            message=(exc.message or "")[:300],
-            request_id=exc.request_id or "",
-            status=status,
-            ec=getattr(exc, "ec", "") or "",
-            retry_after=_retry_after(getattr(exc, "headers", None)),
-            **ctx,
-        )
-    raise TypeError(f"not an OSS error: {type(exc).__name__}")
-
-
-def _retry_after(headers: object) -> float | None:
-    """``Retry-After`` in seconds (RFC 9110's delay-seconds form), or None."""
-    try:
-        value = float(headers.get("Retry-After"))  # type: ignore[union-attr]
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return value if 0 < value < float("inf") else None
-
 
 @dataclass(frozen=True)
 class UploadResult:
@@ -221,35 +105,6 @@ class UploadResult:
     request_id: str = ""
     skipped: bool = False  #: True: an identical object was already there, nothing was sent
     seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class ObjectMeta:
-    """An existing object, from HeadObject."""
-
-    key: str
-    size: int | None
-    crc64: int | None
-    etag: str | None
-    last_modified: int | None
-
-
-def _too_large(key: str, size: str, limit: int) -> OssError:
-    return OssError(
-        retryable=False,
-        code="TooLarge",
-        message=f"{size}; at most {limit} are accepted",
-        operation="GetObject",
-        key=key,
-    )
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """What a conditional GET brought: ``data`` None means "not modified since ``etag``"."""
-
-    data: bytes | None
-    etag: str
 
 
 #: CRC-64/XZ (a.k.a. CRC-64/GO-ECMA: poly 0x42F0E1EBA9EA3693, reflected, init and xorout all
@@ -301,25 +156,11 @@ class _AtomicResumableStore(oss2.ResumableStore):
         fsync_dir(self.dir)
 
 
-def _silence_oss2_debug() -> None:
-    """oss2 logs request headers at DEBUG (an STS token among them) and full error details at
-    INFO (SignatureDoesNotMatch details echo the canonical request): keep it at WARNING."""
-    logger = logging.getLogger("oss2")
-    if logger.level == logging.NOTSET or logger.level < logging.WARNING:
-        logger.setLevel(logging.WARNING)
-    # resumable_upload's part workers log every failed part as ERROR with its traceback, then
-    # re-raise it to us: the uploader logs the outcome once, without the noise.
-    logging.getLogger("oss2.task_queue").setLevel(logging.CRITICAL)
-
-
-class OssUploader:
+class OssUploader(OssBucket):
     """Uploads files to one bucket.  Not thread-safe: one uploader per delivery thread.
 
-    ``endpoint`` is e.g. ``https://oss-cn-hangzhou.aliyuncs.com`` (or an internal/accelerate
-    endpoint) and ``region`` e.g. ``cn-hangzhou`` (V4 signatures include it).  IP and localhost
-    endpoints get path-style URLs (oss2 decides), which is what the test server needs.
     ``traffic_limit_bps`` caps each upload connection (OSS enforces it server-side);
-    ``None`` = no cap.  ``connect_timeout``/``read_timeout`` go to requests per request.
+    ``None`` = no cap.  The bucket's arguments are :class:`OssBucket`'s.
     """
 
     def __init__(
@@ -336,8 +177,7 @@ class OssUploader:
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
-        if not region:
-            raise ValueError("region is required (V4 signatures include it), e.g. 'cn-hangzhou'")
+        check_region(region)
         if traffic_limit_bps is not None and not (
             isinstance(traffic_limit_bps, int)
             and MIN_TRAFFIC_LIMIT_BPS <= traffic_limit_bps <= MAX_TRAFFIC_LIMIT_BPS
@@ -355,35 +195,21 @@ class OssUploader:
             raise ValueError(
                 f"multipart_threshold ({multipart_threshold}) must be >= part_size ({part_size})"
             )
-        if connect_timeout <= 0 or read_timeout <= 0:
-            raise ValueError("timeouts must be positive")
-        _silence_oss2_debug()
-        self.endpoint = endpoint
-        self.region = region
-        self.bucket_name = bucket
+        check_timeouts(connect_timeout, read_timeout)
         self.traffic_limit_bps = traffic_limit_bps
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._store = _AtomicResumableStore(self.checkpoint_dir)
-        auth = oss2.ProviderAuthV4(OssCredentialsProvider(credentials))
-        try:
-            # oss2 hands connect_timeout to requests as its timeout: a (connect, read) tuple
-            # works and keeps a dead uplink from hanging an upload for minutes.
-            self._bucket = oss2.Bucket(
-                auth,
-                endpoint,
-                bucket,
-                region=region,
-                # Our CRC-64 (file_digests) is computed once per file and checked against
-                # the server's; oss2's would be a second pass, in pure Python on gateways
-                # without a compiler (see the module docstring).
-                enable_crc=False,
-                connect_timeout=(connect_timeout, read_timeout),
-            )
-        except oss2.exceptions.ClientError as exc:  # invalid endpoint or bucket name
-            raise ValueError(f"OSS endpoint {endpoint!r} / bucket {bucket!r}: {exc.body}") from None
+        super().__init__(
+            endpoint=endpoint,
+            region=region,
+            bucket=bucket,
+            credentials=credentials,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
 
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -474,68 +300,6 @@ class OssUploader:
             request_id=result.request_id,
             seconds=elapsed,
         )
-
-    def exists(self, key: str) -> ObjectMeta | None:
-        """The object's metadata, or ``None`` if there is no such object.
-
-        Raises :class:`OssError` or :class:`~agent.deliver.credentials.CredentialsError`.
-        """
-        try:
-            head = self._bucket.head_object(key)
-        except oss2.exceptions.OssError as exc:
-            if isinstance(exc, oss2.exceptions.ServerError) and exc.status == 404:
-                return None
-            raise classify_error(exc, operation="HeadObject", key=key) from None
-        return ObjectMeta(
-            key=key,
-            size=head.content_length,
-            crc64=head.server_crc,
-            etag=head.etag,
-            last_modified=head.last_modified,
-        )
-
-    def fetch(self, key: str, *, etag: str | None = None, limit: int) -> Fetched | None:
-        """A small object's bytes, or ``None`` if there is no such object.
-
-        With ``etag`` the GET is conditional (``If-None-Match``): an unchanged object comes
-        back as ``Fetched(None, etag)`` without its body.  An object larger than ``limit``
-        bytes is refused (``OssError`` code ``TooLarge``) before its body is read.
-        """
-        headers = {"If-None-Match": f'"{etag}"'} if etag else None
-        try:
-            result = self._bucket.get_object(key, headers=headers)
-            size = result.content_length
-            if size is not None and size > limit:
-                result.resp.response.close()
-                raise _too_large(key, f"{size} bytes", limit)
-            data = result.read(limit + 1)
-        except oss2.exceptions.NotModified:
-            return Fetched(None, etag or "")
-        except oss2.exceptions.OssError as exc:
-            if isinstance(exc, oss2.exceptions.ServerError) and exc.status == 404:
-                return None
-            raise classify_error(exc, operation="GetObject", key=key) from None
-        if len(data) > limit:
-            raise _too_large(key, f"more than {limit} bytes", limit)
-        return Fetched(data, result.etag)
-
-    def put_bytes(self, key: str, data: bytes, content_type: str) -> str:
-        """Write a small object in one PUT (Content-MD5 checked by OSS); its ETag."""
-        headers = {
-            "Content-Type": content_type,
-            "Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode(),
-        }
-        try:
-            return self._bucket.put_object(key, data, headers=headers).etag
-        except oss2.exceptions.OssError as exc:
-            raise classify_error(exc, operation="PutObject", key=key) from None
-
-    def list_keys(self, prefix: str) -> list[str]:
-        """Every object key under ``prefix``."""
-        try:
-            return [obj.key for obj in oss2.ObjectIterator(self._bucket, prefix=prefix)]
-        except oss2.exceptions.OssError as exc:
-            raise classify_error(exc, operation="ListObjects", key=prefix) from None
 
     def ensure_uploaded(self, key: str, path: str | os.PathLike[str]) -> UploadResult:
         """Upload unless an identical object (same size and CRC-64) is already there.
