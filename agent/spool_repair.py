@@ -1,5 +1,6 @@
 """Repairs of the spool's catalog and files: after an unclean stop, after a camera was cut off
-mid-clip, and for clips cut while the wall clock was unset (a box without an RTC boots at 1970).
+mid-clip, and for clips cut while the wall clock was unset (a box without an RTC boots at 1970:
+`repair_clock` renames and dates them from the boot clock once the wall clock is set).
 
 Each repair keeps the spool's rule that a final file name appears only after its row is
 committed, so a crash during a repair leaves nothing that the next `recover` cannot settle.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from agent import layout
 from agent.durable import fsync_dir
-from agent.spool import LOCAL_STATES, ClipRow, Recovery, Spool, State
+from agent.spool import CLOCK_FLOOR, LOCAL_STATES, ClipRow, Recovery, Spool, State, boot_clock
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +123,30 @@ def retime(spool: Spool, row: ClipRow, start_wall: float) -> str | None:
     for d in {p.parent for p in olds if p.parent.exists()}:
         fsync_dir(d)
     return new_id
+
+
+def repair_clock(spool: Spool, row: ClipRow, now: float) -> ClipRow | None:
+    """A clip cut while the wall clock was unset (a box without RTC boots at 1970), named
+    and dated again from the boot clock once the wall clock (`now`) is set. The row as it is
+    now, or None while it must wait (clock still unset, files being published)."""
+    boot, boot_id = boot_clock()
+    if row.start_boot is None or row.boot_id != boot_id:
+        return row  # cut before a reboot: its real time is lost, it goes as it is
+    if now < CLOCK_FLOOR:
+        return None
+    start = now - (boot - row.start_boot)
+    if start < CLOCK_FLOOR:
+        return row  # no better time to give it
+    try:
+        new_id = retime(spool, row, start)
+    except OSError as exc:  # a full disk, say: try again later
+        log.warning("clip %s: cannot rename it yet: %s", row.clip_id, exc)
+        return None
+    if new_id is None:
+        return None
+    log.warning(
+        "clip %s was cut while the wall clock was unset; renamed %s (from the boot clock)",
+        row.clip_id,
+        new_id,
+    )
+    return spool.row(row.id)

@@ -205,8 +205,8 @@ def bench_delivery(clips: int, concurrency: int) -> dict:
     from agent.deliver.credentials import StaticCredentialSource
     from agent.deliver.ice import IceClient
     from agent.deliver.library import init_library
+    from agent.deliver.loop import DeliveryLoop
     from agent.deliver.oss import OssUploader
-    from agent.deliver.uploader import Uploader
     from agent.spool import ClipRecord, Spool
     from tests.support.fake_ice import FakeIce
     from tests.support.fake_oss import FakeOss
@@ -267,7 +267,7 @@ def bench_delivery(clips: int, concurrency: int) -> dict:
                         mean_score=0.05,
                     )
                 )
-            up = Uploader(
+            up = DeliveryLoop(
                 data,
                 "bench",
                 cloud,

@@ -59,7 +59,7 @@ from agent.deliver.acs import Credentials  # noqa: E402
 from agent.deliver.ice import IceClient  # noqa: E402
 from agent.deliver.library import init_library  # noqa: E402
 from agent.deliver.oss import file_digests, object_key  # noqa: E402
-from agent.deliver.uploader import media_id as derive_media_id  # noqa: E402
+from agent.deliver.registrar import media_id as derive_media_id  # noqa: E402
 from agent.service.status import fetch  # noqa: E402
 from tests.support.fake_ice import FakeIce  # noqa: E402
 from tests.support.fake_oss import FakeOss  # noqa: E402

@@ -4,7 +4,7 @@ wrong, served by the real local OSS and ICE servers (their "raw" faults send exa
 Each answer must become a typed error (IceError / OssError) with the right retry verdict,
 and the uploader must make the right decision: a transient fault defers the clip and backs
 off, rejected credentials pause delivery without failing clips, a refused request fails the
-clip with the service's reason — and none of it ever escapes `Uploader.step` as another
+clip with the service's reason — and none of it ever escapes `DeliveryLoop.step` as another
 exception (which would end an upload worker thread).
 """
 

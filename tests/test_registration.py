@@ -12,11 +12,13 @@ import pytest
 
 from agent.config import UploadSettings
 from agent.deliver.acs import Credentials
+from agent.deliver.answers import OUTAGE, THROTTLED
 from agent.deliver.credentials import StaticCredentialSource
 from agent.deliver.ice import IceClient, IceParameterError
 from agent.deliver.library import init_library
+from agent.deliver.loop import DeliveryLoop
 from agent.deliver.oss import OssUploader
-from agent.deliver.uploader import OUTAGE, THROTTLED, Uploader, media_id, msg_body
+from agent.deliver.registrar import media_id, msg_body
 from agent.service.status import render
 from agent.spool import Spool
 from tests.support.delivery import (
@@ -37,7 +39,7 @@ from tests.support.fake_ice import FakeIce
 UNSETTLED = ("pending", "uploading", "uploaded", "registered")
 
 
-def settle(up: Uploader, spool: Spool, clock: Clock, max_rounds: int = 400) -> None:
+def settle(up: DeliveryLoop, spool: Spool, clock: Clock, max_rounds: int = 400) -> None:
     """Step the uploader until nothing is left to do, moving the clock to the next due time.
     Fails if the uploader stops claiming work while some is due (the bug this file is about)."""
     o, i = up.make_oss(), up.make_ice()
@@ -62,12 +64,12 @@ def client(ice: FakeIce, **kw) -> IceClient:  # noqa: F811
     return IceClient(ice.url, lambda: Credentials(AK, SK), **kw)
 
 
-def to_state(up: Uploader, spool: Spool, clock: Clock, state: str) -> None:
+def to_state(up: DeliveryLoop, spool: Spool, clock: Clock, state: str) -> None:
     """Bring every clip to `state` ("uploaded": sent to OSS, not registered yet)."""
     o = up.make_oss()
     assert state == "uploaded"
     for row in spool.rows():
-        up._upload(spool, o, row)
+        up.upload(spool, o, row)
     assert all(r.state == state for r in spool.rows()), spool.counts()
 
 
@@ -191,7 +193,7 @@ def test_cloud_init_decides_with_query_search_lib_not_with_error_codes(tmp_path,
 # -- 2. delivery never stops while the cloud is up ------------------------------------------
 
 
-def _go_offline(up: Uploader, spool: Spool, clock: Clock, oss, ice, stage: str) -> None:  # noqa: F811
+def _go_offline(up: DeliveryLoop, spool: Spool, clock: Clock, oss, ice, stage: str) -> None:  # noqa: F811
     o, i = up.make_oss(), up.make_ice()
     try:
         if stage == "register":
@@ -270,7 +272,7 @@ def test_no_failure_of_the_probe_leaves_the_uploader_idle(tmp_path, oss, ice, na
         path.rename(f"{path}.tmp")
         restore = lambda: Path(f"{path}.tmp").rename(path)  # noqa: E731
     elif kind == "bug":
-        real = up._upload
+        real = up.upload
         calls = []
 
         def broken(*args):
@@ -279,7 +281,7 @@ def test_no_failure_of_the_probe_leaves_the_uploader_idle(tmp_path, oss, ice, na
                 raise RuntimeError("a bug")
             return real(*args)
 
-        up._upload = broken
+        up.upload = broken
     o, i = up.make_oss(), up.make_ice()
     try:
         assert up.step(spool, o, i), "the probe was not sent"
@@ -347,10 +349,10 @@ def test_a_bucket_or_library_wide_error_pauses_with_a_reason_and_fails_no_clip(
     assert up.health.online
 
 
-def paused_uploader(tmp_path, oss, ice, clock, bucket) -> Uploader:  # noqa: F811
+def paused_uploader(tmp_path, oss, ice, clock, bucket) -> DeliveryLoop:  # noqa: F811
     source = StaticCredentialSource(Credentials(AK, SK))
     cloud = dataclasses.replace(cloud_settings(oss, ice), bucket=bucket)
-    return Uploader(
+    return DeliveryLoop(
         tmp_path,
         DEVICE,
         cloud,
@@ -369,7 +371,7 @@ def paused_uploader(tmp_path, oss, ice, clock, bucket) -> Uploader:  # noqa: F81
     )
 
 
-def status_model(up: Uploader) -> dict:
+def status_model(up: DeliveryLoop) -> dict:
     snap = up.snapshot()
     return {
         "daemon": {"running": True, "pid": 1, "uptime_s": 5, "version": "0"},

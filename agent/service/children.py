@@ -252,7 +252,7 @@ def worker_main(
 
 def uploader_main(config: Config, heartbeat: Any, reports: Any) -> None:
     """Entry point of the uploader's child process: drains the spool to the cloud."""
-    from agent.deliver.uploader import from_config
+    from agent.deliver.loop import from_config
 
     stop = Lifeline(heartbeat, reports, "uploader")
     _child_setup(config, stop.set)

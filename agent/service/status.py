@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 SOCKET_NAME = "status.sock"
 WIDTH = 80  # the table's columns; longer lines wrap (indented), nothing is ever cut
-#: offline_reasons that are an outage (agent/deliver/uploader.py OUTAGE, THROTTLED); any other
+#: offline_reasons that are an outage (agent/deliver/answers.py OUTAGE, THROTTLED); any other
 #: reason (credentials rejected, a bucket or library that does not exist) is a pause.
 OUTAGE_REASONS = ("cloud unreachable", "cloud is throttling")
 

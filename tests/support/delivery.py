@@ -13,8 +13,9 @@ from agent.config import CloudSettings, UploadSettings
 from agent.deliver.acs import Credentials
 from agent.deliver.credentials import StaticCredentialSource
 from agent.deliver.ice import IceClient
+from agent.deliver.loop import DeliveryLoop
 from agent.deliver.oss import OssUploader
-from agent.deliver.uploader import Uploader, media_id
+from agent.deliver.registrar import media_id
 from agent.spool import ClipRecord, Spool
 
 from .fake_ice import FakeIce
@@ -97,7 +98,7 @@ def make_clips(data_dir: Path, n: int, size: int = 50_000, camera: str = "cam1")
 
 def make_uploader(
     data_dir: Path, oss: FakeOss, ice: FakeIce, *, secret: str = SK, clock=None, **upload
-) -> Uploader:
+) -> DeliveryLoop:
     source = StaticCredentialSource(Credentials(AK, secret))
     cloud = cloud_settings(oss, ice)
 
@@ -114,7 +115,7 @@ def make_uploader(
         return IceClient(ice.url, source.get)
 
     kwargs = {"clock": clock} if clock else {}
-    return Uploader(
+    return DeliveryLoop(
         data_dir,
         DEVICE,
         cloud,
@@ -127,7 +128,7 @@ def make_uploader(
     )
 
 
-def drain(up: Uploader, spool: Spool, clock: Clock, max_steps: int = 500) -> int:
+def drain(up: DeliveryLoop, spool: Spool, clock: Clock, max_steps: int = 500) -> int:
     """Step the uploader by hand; when nothing is due, move the clock to the next due time."""
     oss, ice = up.make_oss(), up.make_ice()
     steps = 0
