@@ -1,19 +1,26 @@
 """What an operator reads: the search library's name checked at load, status that never cuts an
-error, log lines with a timestamp outside journald."""
+error and has one shape whether the daemon runs or not, one time format, log lines with a
+timestamp outside journald."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.config import ConfigError, load
+from agent.deliver.library import Match
+from agent.service.fleet import status_model
+from agent.service.model import Run, assemble, offline_model
 from agent.service.status import render, wrap
+from agent.timestamps import utc_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,6 +128,50 @@ def test_wrap_breaks_inside_a_word_only_when_it_must_and_keeps_every_character()
     assert lines[0].startswith("  last error: rtsp://cam/aaa") and lines[-1].endswith("(401)")
     short = "  last error: refused"
     assert wrap(short) == [short]
+
+
+# -- status: one shape, one time format ------------------------------------------------------
+
+ISO_MS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def test_the_stopped_daemons_status_has_every_key_the_running_ones_has(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f'[agent]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[[cameras]]\nname = "yard"\nurl = "{tmp_path / "yard.mp4"}"\n'
+    )
+    config = load(path)
+    motion = calendar.timegm((2026, 12, 7, 1, 2, 3)) + 0.25
+    snapshot = {
+        "state": "streaming",
+        "codec": "h264",
+        "width": 640,
+        "height": 360,
+        "fps": 15.0,
+        "last_packet_wall": time.time(),
+        "last_motion_wall": motion,
+        "substream": {"state": "streaming", "codec": "h264", "width": 320, "height": 180},
+    }
+    yard = Run("yard", "streaming", pid=7, worker="worker 1", snapshot=snapshot)
+    uploader = Run("uploader", pid=9, snapshot={"last_error_at": motion})
+    fleet = status_model(config, {}, motion, None)
+    running = assemble(config, fleet, started=time.monotonic(), cameras=[yard], uploader=uploader)
+    live = running.as_dict()
+    down = offline_model(config).as_dict()
+    assert set(down) == set(live)
+    for part in ("daemon", "config", "disk", "fleet"):
+        assert set(down[part]) == set(live[part]), part
+    assert set(down["cameras"][0]) == set(live["cameras"][0])
+    assert down["cameras"][0]["state"] == "stopped" and down["cameras"][0]["codec"] is None
+    # One time format everywhere: ISO-8601 UTC to the millisecond.
+    assert live["cameras"][0]["last_motion"] == "2026-12-07T01:02:03.250Z"
+    assert live["uploader"]["last_error_at"] == "2026-12-07T01:02:03.250Z"
+    assert live["fleet"]["last_check"] == "2026-12-07T01:02:03.250Z"
+    assert json.loads(json.dumps(live)) == live  # plain JSON, nothing left to convert
+    hit = Match("m1", 0.5, "yard", "c1", motion, motion + 5, None).as_dict()
+    assert re.fullmatch(ISO_MS, hit["start"]) and re.fullmatch(ISO_MS, hit["end"]), hit
+    assert utc_iso(None) is None and re.fullmatch(ISO_MS, utc_iso(time.time()))
 
 
 # -- log lines: timestamps outside journald ---------------------------------------------------
