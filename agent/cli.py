@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent import __version__, logs
+from agent import __version__, layout, logs
 from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load, read_toml, redact
 from agent.service.lock import DataDirBusy
 
@@ -151,9 +151,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
         return 2
     config = load_effective(args.config)
     data_dir = config.agent.data_dir
-    if not (data_dir / "spool.db").exists():
+    db = layout.spool_db(data_dir)
+    if not db.exists():
         print(
-            f"ipc-agent queue: no spool at {data_dir / 'spool.db'} yet (nothing recorded there)",
+            f"ipc-agent queue: no spool at {db} yet (nothing recorded there)",
             file=sys.stderr,
         )
         return 1
@@ -174,7 +175,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             f"{r.state:<10}{len(r.keyframes):>9}  {data_dir / r.clip_path}"
         )
     counts = ", ".join(f"{n} {state}" for state, n in spool.counts().items() if n)
-    print(f"{len(rows)} clip(s) listed; spool {data_dir / 'spool.db'}: {counts or 'empty'}")
+    print(f"{len(rows)} clip(s) listed; spool {spool.path}: {counts or 'empty'}")
     return 0
 
 
@@ -248,7 +249,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"ipc-agent search: {exc}", file=sys.stderr)
         return 2
-    spool_path = config.agent.data_dir / "spool.db"
+    spool_path = layout.spool_db(config.agent.data_dir)
     spool = Spool(config.agent.data_dir) if spool_path.exists() else None
     with _cloud_clients(config) as ice:
         total, matches = search(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent import layout
 from agent.config import CloudSettings, Config, ConfigError
 
 MAX_REPORT_BYTES = 64 * 1024
@@ -44,6 +45,6 @@ def oss_client(config: Config) -> Any:
         region=cloud.region,
         bucket=cloud.bucket,
         credentials=CredentialSource(),
-        checkpoint_dir=config.agent.data_dir / "oss-checkpoints",
+        checkpoint_dir=layout.checkpoint_dir(config.agent.data_dir),
         read_timeout=30.0,
     )

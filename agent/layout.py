@@ -1,7 +1,8 @@
 """Every name a clip has, made in one place: its id, its files, their `.tmp` names while they
 are written, and its objects in the bucket. Pure: names in, names out, no I/O.
 
-A clip `{camera}_{YYYYMMDDTHHMMSSZ}_{random}` (UTC start) is, under the data directory,
+The data directory holds `spool.db` (the catalog), `clips/` and `oss-checkpoints/` (multipart
+uploads to resume). A clip `{camera}_{YYYYMMDDTHHMMSSZ}_{random}` (UTC start) is, under it,
 `clips/{camera}/{YYYY-MM-DD}/{clip_id}.mp4` with keyframes `{clip_id}_{i}.jpg` beside it, and in
 the bucket `{prefix}{device_id}/{camera}/{YYYY}/{MM}/{DD}/` + the same file names. A file is
 written as `{name}.tmp` and renamed once the spool has its row (see agent/spool.py).
@@ -19,7 +20,9 @@ from typing import Protocol
 
 TMP_SUFFIX = ".tmp"
 VIDEO_SUFFIX = ".mp4"
-CLIPS_DIR = "clips"  # under the data directory
+SPOOL_DB = "spool.db"  # under the data directory, like the next two
+CLIPS_DIR = "clips"
+CHECKPOINTS_DIR = "oss-checkpoints"
 #: The UTC start inside a clip id; `retimed_id` replaces it.
 CLIP_STAMP = re.compile(r"_\d{8}T\d{6}Z_")
 
@@ -42,8 +45,17 @@ def day(start_wall: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(start_wall))
 
 
+def spool_db(data_dir: Path) -> Path:
+    return data_dir / SPOOL_DB
+
+
 def clips_dir(data_dir: Path) -> Path:
     return data_dir / CLIPS_DIR
+
+
+def checkpoint_dir(data_dir: Path) -> Path:
+    """Where OSS multipart uploads keep what they need to resume after a crash."""
+    return data_dir / CHECKPOINTS_DIR
 
 
 def camera_dir(data_dir: Path, camera: str) -> Path:

@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlite_utils
 
+from agent import layout
 from agent.timestamps import utc_iso
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,7 @@ class Spool:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # clips: no peeking
-        self.path = self.data_dir / "spool.db"
+        self.path = layout.spool_db(self.data_dir)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA journal_mode=WAL")

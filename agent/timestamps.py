@@ -3,7 +3,7 @@
 ISO-8601 UTC to the millisecond with a `Z`: `2026-12-07T01:02:03.250Z`. The status model, the
 spool's `started_at`, every `--json` output, the fleet reports and the log lines all use it, so
 one parser (and one eye) reads them all. Not for names on disk or in the bucket (those are
-compact stamps, agent/capture/catalog.py) nor for the cloud APIs' wire formats (acs.py).
+compact stamps, agent/layout.py) nor for the cloud APIs' wire formats (acs.py).
 """
 
 from __future__ import annotations

@@ -289,7 +289,7 @@ def from_config(config: Config, credentials: CredentialSource | None = None) -> 
             region=cloud.region,
             bucket=cloud.bucket,
             credentials=source,
-            checkpoint_dir=data_dir / "oss-checkpoints",
+            checkpoint_dir=layout.checkpoint_dir(data_dir),
             traffic_limit_bps=limit,
         )
 

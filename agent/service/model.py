@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, layout
 from agent.config import Config
 from agent.config_source import FleetStore
 from agent.service.fleet import status_model
@@ -201,7 +201,7 @@ def clips_today(spool: Spool, now: float) -> dict[str, int]:
 
 def disk_status(data_dir: Path) -> DiskStatus:
     used = 0
-    clips = data_dir / "clips"
+    clips = layout.clips_dir(data_dir)
     if clips.exists():
         for root, _, files in os.walk(clips):
             for name in files:
@@ -269,7 +269,7 @@ def assemble(
     data_dir = config.agent.data_dir
     if cameras is None:
         cameras = [Run(c.name) for c in config.cameras]
-    spool = Spool(data_dir) if (data_dir / "spool.db").exists() else None
+    spool = Spool(data_dir) if layout.spool_db(data_dir).exists() else None
     try:
         today = clips_today(spool, now) if spool else {}
         queue = queue_status(spool, now) if spool else None

@@ -44,6 +44,7 @@ import socket
 import threading
 import time
 
+from agent import layout
 from agent.config import ConfigError
 from agent.config_source import ConfigSource
 from agent.service.fleet import FleetAgent, health_summary, status_model
@@ -229,6 +230,6 @@ def run(source: ConfigSource, *, once: bool = False) -> int:
         log.error("%s: no [[cameras]] and no [cloud] configured; nothing to do", config.source)
         return 2
     spool = Spool(config.agent.data_dir)
-    recover(spool, config.agent.data_dir / "clips")
+    recover(spool, layout.clips_dir(config.agent.data_dir))
     spool.close()
     return Supervisor(source).run(once=once)
