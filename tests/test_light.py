@@ -1,5 +1,5 @@
 """Light changes, cold starts and keyframes through the whole pipeline, on video encoded by
-libx264 through PyAV (agent/scenes.py on agent/synth.py), gate on and off."""
+libx264 through PyAV (tests/support/scenes.py on synth.py), gate on and off."""
 
 from __future__ import annotations
 

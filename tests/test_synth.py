@@ -1,4 +1,4 @@
-"""agent.synth: the synthetic recordings (and their ground truth) other tests rely on."""
+"""tests.support.synth: the synthetic recordings (and their ground truth) other tests rely on."""
 
 from __future__ import annotations
 
