@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from agent import layout
 from agent.capture.pipeline import CameraPipeline, FinishedClip
 from agent.capture.source import SourceError, file_path
 from agent.config import CameraConfig, Config
@@ -28,7 +29,7 @@ class DirectorySink:
     def name_clip(self, camera: str, start: float, start_wall: float | None) -> tuple[str, Path]:
         self.count += 1
         cid = f"{camera}_{self.count:03d}"
-        return cid, self.out_dir / f"{cid}.mp4"
+        return cid, self.out_dir / f"{cid}{layout.VIDEO_SUFFIX}"
 
     def deliver(self, clip: FinishedClip) -> None:
         clip.publish()
