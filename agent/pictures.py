@@ -121,7 +121,7 @@ def upscale(a: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def analysed_frames(url: str, cam: CameraConfig, seconds: float | None) -> Iterator:
     """(t, frame, luma) at the camera's analysis rate, for `seconds` (None: to the end)."""
-    from agent.capture.session import luma_plane
+    from agent.capture.decoder import luma_plane
 
     options = {"rtsp_transport": cam.transport} if url.startswith("rtsp") else {}
     interval, due, t0 = 1.0 / cam.motion.detect_fps, -math.inf, None

@@ -379,7 +379,7 @@ def test_a_wake_by_frame_sizes_decodes_no_frame_twice(scenes, tmp_path, caplog):
     """Frame-size wakes carry on from where the decoder stopped; only a wake by the keyframe
     analysis decodes again, from the keyframe before (what it saw may have begun there)."""
     scene = scenes("walk", duration=30, **CAMERA, **ENCODINGS["h264-vbr-gop2s"])
-    with caplog.at_level(logging.DEBUG, logger="agent.capture.session"):
+    with caplog.at_level(logging.DEBUG, logger="agent.capture.detection"):
         events, stats = run(scene, tmp_path, "auto")
     wakes = [r.getMessage() for r in caplog.records if "gate woke" in r.getMessage()]
     by_sizes = [w for w in wakes if "frame sizes" in w]

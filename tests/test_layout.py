@@ -75,7 +75,15 @@ def test_capture_and_deliver_meet_only_in_the_spool():
 
 
 @pytest.mark.parametrize(
-    "module", ["capture/motion.py", "capture/gate.py", "capture/segmenter.py", "deliver/acs.py"]
+    "module",
+    [
+        "capture/motion.py",
+        "capture/gate.py",
+        "capture/segmenter.py",
+        "capture/detection.py",
+        "capture/keyframes.py",
+        "deliver/acs.py",
+    ],
 )
 def test_pure_modules_import_no_io_library(module):
     tree = ast.parse((ROOT / module).read_text())
@@ -86,3 +94,28 @@ def test_pure_modules_import_no_io_library(module):
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
     assert not names & {"av", "sqlite3", "sqlite_utils", "httpx", "oss2", "socket"}, names
+
+
+def test_the_package_has_no_import_cycle():
+    edges = graph()
+    assert len(edges) >= 40, sorted(edges)  # the graph was read
+    assert cycles(edges) == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("agent"):
+                names = [a.name for a in node.names]
+                private += [f"{path}: {n}" for n in names if n.startswith("_") and n[1] != "_"]
+    assert private == []
+
+
+def test_no_class_over_about_200_lines():
+    long = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 210:
+                long.append(f"{path}:{node.lineno} {node.name}")
+    assert long == []

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from agent import layout
-from agent.capture.session import FinishedClip
+from agent.capture.clips import FinishedClip
 from agent.spool import STOP_RECORDING, ClipRecord, Spool
 
 

@@ -16,16 +16,19 @@ costs its state: the next wake decodes that keyframe once more.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import av
+import numpy as np
 
 from agent.capture.source import MediaPacket
 
 log = logging.getLogger(__name__)
 
 Decoded = tuple[MediaPacket, av.VideoFrame]
+RUNS = 64  # runs of consecutive packets remembered, to count those decoded a second time
 
 
 class Counters(Protocol):
@@ -44,7 +47,7 @@ class Decoder:
         self.first: MediaPacket | None = None  # the keyframe the decoder's state runs from
         self.last: MediaPacket | None = None  # the last packet fed in that run
         self.pending: dict[int, MediaPacket] = {}  # raw pts -> fed packet whose frame is due
-        self.high = -1  # the highest packet seq fed
+        self.runs: deque[list[int]] = deque(maxlen=RUNS)  # [first, last] seq of recent runs fed
 
     def follows(self, mp: MediaPacket) -> bool:
         """Can `mp` be fed as it is: a keyframe, or the packet right after the last one fed?"""
@@ -105,10 +108,13 @@ class Decoder:
             self.first = mp
         elif self.first is None:
             return []  # no keyframe to decode from (before the first one, or after a reset)
-        self.last = mp
-        if mp.seq <= self.high:
+        if any(a <= mp.seq <= b for a, b in self.runs):
             self.stats.frames_redecoded += 1
-        self.high = max(self.high, mp.seq)
+        if self.last is not None and self.runs and mp.seq == self.last.seq + 1:
+            self.runs[-1][1] = mp.seq
+        else:
+            self.runs.append([mp.seq, mp.seq])
+        self.last = mp
         self.pending[mp.packet.pts if mp.packet.pts is not None else mp.seq] = mp
         try:
             frames = self.ctx.decode(mp.packet)
@@ -136,3 +142,18 @@ class Decoder:
                     del self.pending[pts]
             out.append((mp, frame))
         return out
+
+
+LUMA_FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray")
+
+
+def luma_plane(frame: av.VideoFrame) -> np.ndarray:
+    """The Y plane as a zero-copy (height, width) view of the decoder's buffer.
+
+    8-bit YUV formats carry luma in plane 0 as is; anything else (10-bit HEVC, say) is converted.
+    """
+    if frame.format.name not in LUMA_FORMATS:
+        frame = frame.reformat(format="gray")
+    plane = frame.planes[0]
+    buf = np.frombuffer(plane, np.uint8)
+    return buf.reshape(plane.height, plane.line_size)[:, : plane.width]

@@ -16,8 +16,9 @@ both spread and quality however long the event runs, and memory stays fixed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +29,7 @@ ALIKE_FRACTION = 0.0005  # two thumbnails differing in fewer pixels than this ar
 EDGE = 0.01  # motion this close (0..1 coords) to the picture's side or bottom edge touches it
 FALLBACK = 0.25  # score factor of a fallback frame (edge or light change)
 WEAK = 0.3  # a frame scoring under this fraction of the event's best is never picked
+CANDIDATE_WINDOW = 1.0  # s; of the frames with motion in each window, one keyframe candidate
 
 
 @dataclass
@@ -167,3 +169,72 @@ class KeyframePicker:
                 best_gap = gap
                 victim = a if pool[a].score < pool[b].score else b
         return victim
+
+
+class Images(Protocol):
+    """How a stream keeps candidate images (agent/capture/jpeg.py's JpegImages: as JPEGs;
+    agent/capture/substream.py's GopImages: as main-stream packets, decoded once chosen)."""
+
+    def prepare(self, image: Any) -> Any:
+        """A candidate's image as the pool keeps it."""
+
+    def image(self, kept: Any) -> Any | None:
+        """A chosen candidate's image to write (JPEG bytes or a picture); None: it cannot be."""
+
+
+class Candidates:
+    """One stream's keyframe candidates: the best frame of each CANDIDATE_WINDOW goes to the
+    picker, and only that one's image is prepared for the pool, not every analysed frame of a
+    long event."""
+
+    def __init__(self, picker: KeyframePicker, images: Images) -> None:
+        self.picker = picker
+        self.images = images
+        self.pending: Candidate | None = None  # the best frame of the current window
+        self.window_start = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return self.pending is None and not self.picker.pool
+
+    def offer(
+        self,
+        t: float,
+        score: float,
+        thumb: Callable[[], np.ndarray],
+        image: Any,
+        good: bool = True,
+        steady: bool = True,
+    ) -> None:
+        """A frame with motion; `thumb` is called only if it is the best of its window so far."""
+        if self.pending is not None and t - self.window_start >= CANDIDATE_WINDOW:
+            self.flush()
+        if self.pending is None:
+            self.window_start = t
+        if self.pending is None or score > self.pending.score:
+            self.pending = Candidate(t, score, thumb(), image, good, steady)
+
+    def flush(self) -> None:
+        """The current window's best frame into the pool (if the picker would keep it)."""
+        cand, self.pending = self.pending, None
+        if cand is None or not self.picker.would_keep(cand.t, cand.score):
+            return
+        cand.image = self.images.prepare(cand.image)
+        self.picker.add(cand)
+
+    def chosen(self, start: float, end: float) -> list[tuple[float, Any]]:
+        """The images of the candidates picked for a clip over [start, end), with their times."""
+        self.flush()
+        out = []
+        for cand in self.picker.pick(start, end):
+            image = self.images.image(cand.image)
+            if image is not None:
+                out.append((cand.t, image))
+        return out
+
+    def drop_before(self, t: float) -> None:
+        self.picker.drop_before(t)
+
+    def clear(self) -> None:
+        self.picker.clear()
+        self.pending = None

@@ -208,6 +208,113 @@ def structure_changed(
     return changed & ~flat & (clipped < CLIPPED_FRACTION * n)
 
 
+class ToneFit:
+    """The photometric fit of a frame to the background: light, exposure and contrast changes
+    act on the whole picture as one tone curve, fitted as gain and offset."""
+
+    def __init__(self, sample: np.ndarray) -> None:
+        self._sample = sample  # indices of a sparse grid of unmasked analysis pixels
+        self._bins: np.ndarray | None = None  # the sample, by background level, in TONE_BINS rows
+        self.tone = (1.0, 0.0)  # last fit: background = gain * frame + offset
+        self._levels_seen: np.ndarray | None = None  # the last frame's level in each bin
+        self.light_moved = False  # the frame's levels moved since the last frame (the light)
+        self._levels = (-math.inf, math.inf, -math.inf, math.inf)  # near-clipped: frame, bg
+
+    def rebin(self) -> None:
+        """The background was replaced: sort the sample by its levels afresh."""
+        self._bins = None
+
+    def normalise(
+        self, raw: np.ndarray, bg: np.ndarray, frames: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The frame in background units, and the background to compare it with.
+
+        Photometric normalisation: light, exposure and contrast changes act on the whole
+        picture as one tone curve. It is fitted as gain and offset, robustly, through the
+        median frame level at each of TONE_BINS background levels of a sparse sample
+        (Theil-Sen over the pairs of levels), so an object covering a good part of one level
+        does not move the fit. Levels next to a clipped black or white are left out of the
+        fit, and compared as bounds: a pixel the brighter light drove into white is only known
+        to be at least as bright as the fit predicts, one the background holds as white at
+        least as bright as it.
+        """
+        if self._bins is None or frames % TONE_REORDER == 0:
+            b = np.take(bg, self._sample[::2])  # half the sample: plenty for 8 medians
+            n = b.size // TONE_BINS * TONE_BINS
+            self._bins = self._sample[::2][np.argsort(b)[:n]].reshape(TONE_BINS, -1)
+        bins = self._bins
+        fs, bs = np.take(raw, bins), np.take(bg, bins)
+        f_lo, f_hi = _clip_levels(fs)
+        b_lo, b_hi = _clip_levels(bs)
+        self._levels = (f_lo, f_hi, b_lo, b_hi)
+        m = bins.shape[1] // 2
+        fs.partition(m, axis=1)
+        bs.partition(m, axis=1)
+        fm, bm = fs[:, m], bs[:, m]
+        seen, self._levels_seen = self._levels_seen, fm.copy()
+        self.light_moved = seen is not None and _mid(np.abs(fm - seen)) >= STABLE_LEVELS
+        ok = (fm < f_hi) & (fm > f_lo) & (bm < b_hi) & (bm > b_lo)
+        if ok.sum() >= 2:
+            fm, bm = fm[ok], bm[ok]
+        i, j = np.triu_indices(fm.size, 1)
+        apart = bm[j] - bm[i] >= 8.0
+        if apart.sum() >= 3:
+            i, j = i[apart], j[apart]
+            slope = _mid((fm[j] - fm[i]) / (bm[j] - bm[i]))  # frame per background
+            slope = min(max(slope, 1.0 / GAIN_LIMITS[1]), 1.0 / GAIN_LIMITS[0])
+            gain = 1.0 / slope
+            offset = _mid(bm - fm * gain)
+        else:  # too few distinct levels (a flat picture): the ratio of the medians
+            gain = (_mid(bm) + 1.0) / (_mid(fm) + 1.0)
+            gain, offset = min(max(gain, GAIN_LIMITS[0]), GAIN_LIMITS[1]), 0.0
+        if abs(gain - 1.0) < 0.01 and abs(offset + 128.0 * (gain - 1.0)) < 1.0:
+            self.tone = (1.0, 0.0)
+            return raw, bg
+        self.tone = (gain, offset)
+        frame = raw * np.float32(gain)
+        frame += np.float32(offset)
+        # Near-clipped pixels are bounds: a background pixel near white may hide anything
+        # brighter, a frame pixel near white anything brighter than it shows (and so for black).
+        if b_hi < math.inf:
+            np.minimum(frame, np.maximum(bg, np.float32(b_hi)), out=frame)
+        if b_lo > -math.inf:
+            np.maximum(frame, np.minimum(bg, np.float32(b_lo)), out=frame)
+        if f_hi < math.inf:
+            bg = np.minimum(bg, np.maximum(frame, np.float32(f_hi * gain + offset)))
+        if f_lo > -math.inf:
+            bg = np.maximum(bg, np.minimum(frame, np.float32(f_lo * gain + offset)))
+        return frame, bg
+
+    def relit(self, levels: float = RELIGHT_LEVELS, gain_step: float = RELIGHT_GAIN) -> bool:
+        """Does the last photometric fit move mid-grey by `levels`, or the gain by `gain_step`
+        (log)?"""
+        gain, offset = self.tone
+        return abs(128.0 * gain + offset - 128.0) >= levels or abs(math.log(gain)) >= gain_step
+
+    def relight(self, bg: np.ndarray, noise: np.ndarray, raw: np.ndarray, step: bool) -> None:
+        """Re-express the background in the frame's light, once the fit explains the frame.
+
+        Learning alone would take `background_time` to follow a step in the light, and where
+        the light clipped to white (or black) on one side of the step the blend of old and new
+        background fits neither (a false change once the light goes back). Where the frame is
+        clipped, the background goes no further than the clip; after a step, background pixels
+        next to a clipped level (their value only a bound) take the frame's."""
+        gain, offset = self.tone
+        f_lo, f_hi, b_lo, b_hi = self._levels
+        lost = ((bg >= b_hi) | (bg <= b_lo)) if step else None
+        bg -= np.float32(offset)
+        bg *= np.float32(1.0 / gain)
+        if f_lo > -math.inf or f_hi < math.inf:
+            np.clip(bg, f_lo - NEAR_CLIP, f_hi + NEAR_CLIP, out=bg)
+        if lost is not None:
+            np.copyto(bg, raw, where=lost)
+        if step:  # a first guess: sensor noise scales with the light (AGC makes it grow instead
+            # as the light fades slowly, which learning follows)
+            noise *= np.float32(1.0 / gain)
+            np.maximum(noise, 0.25, out=noise)
+        self.tone = (1.0, 0.0)
+
+
 class MotionDetector:
     """Feed it luma planes in time order; it answers whether something moved."""
 
@@ -234,7 +341,7 @@ class MotionDetector:
         sample &= self.valid
         if not sample.any():
             sample = self.valid
-        self._sample = np.flatnonzero(sample)
+        self.fit = ToneFit(np.flatnonzero(sample))
         self.background: np.ndarray | None = None
         self.last_frame: np.ndarray | None = None  # the latest analysis image, as decoded
         self.noise = np.full(self.shape, settings.threshold / NOISE_K, np.float32)
@@ -245,12 +352,7 @@ class MotionDetector:
         self.settle_until = -math.inf
         self._init: list[np.ndarray] = []  # frames the first background is made of
         self._init_t = 0.0
-        self._bins: np.ndarray | None = None  # the sample, by background level, in TONE_BINS rows
-        self.tone = (1.0, 0.0)  # last photometric fit: background = gain * frame + offset
-        self._levels_seen: np.ndarray | None = None  # the last frame's level in each bin
-        self._light_moved = False  # the frame's levels moved since the last frame (the light)
-        self._moved_at = -math.inf  # when they last did
-        self._levels = (-math.inf, math.inf, -math.inf, math.inf)  # near-clipped: frame, bg
+        self._moved_at = -math.inf  # when the light last moved between two frames
 
     def analyse(self, luma: np.ndarray, t: float) -> MotionResult:
         raw = downscale(luma, self.factor, self.shape)
@@ -265,7 +367,7 @@ class MotionDetector:
         # the light changes. (Learning corrected frames would let any bias in the fit compound.)
         bg = self.background
         assert bg is not None
-        frame, ref = self._normalise(raw, bg)
+        frame, ref = self.fit.normalise(raw, bg, self.frames)
         diff = np.abs(frame - ref)
         s = self.settings
         settling = t < self.settle_until
@@ -275,7 +377,7 @@ class MotionDetector:
         changed = (diff > thresh) & self.valid
         # A large change, or a fair part of the picture changing while the light moves (a lamp
         # lighting its own pool: more than one tone curve) is checked for structure.
-        changing = self._light_moved
+        changing = self.fit.light_moved
         n_changed = changed.sum()
         large = n_changed > GLOBAL_FRACTION * self.valid_count
         lit = changing and n_changed > LIT_FRACTION * self.valid_count
@@ -283,11 +385,11 @@ class MotionDetector:
             # Re-baseline: the new light is the new background. What moves through it differs
             # from the new background from the next analysis on, so it is still caught.
             bg[...] = raw
-            self._bins = None
+            self.fit.rebin()
             self.last_change.fill(-np.inf)
             self.settle_until = t + SETTLE_TIME
             return MotionResult(t, False, 0.0, None, global_change=True, steady=False)
-        unsteady = changing or settling or self._relit()
+        unsteady = changing or settling or self.fit.relit()
         if unsteady and changed.any():
             # While the light changes, a change the tone fit leaves (a lamp's pool of light, a
             # shadow's edge) is told from an object block by block, as above: where the
@@ -323,14 +425,14 @@ class MotionDetector:
         relit = (
             t - self._moved_at <= RELIGHT_AFTER
             and not changing
-            and self._relit()
+            and self.fit.relit()
             and changed.sum() <= RELIGHT_FRACTION * self.valid_count
         )
         if relit:
-            step = self._relit(STEP_LEVELS, STEP_GAIN)
+            step = self.fit.relit(STEP_LEVELS, STEP_GAIN)
             if step:  # a step in the light: its noise is to be learnt
                 self.settle_until = t + SETTLE_TIME
-            self._relight(raw, step)
+            self.fit.relight(bg, self.noise, raw, step)
         self._learn(raw, np.minimum(diff, thresh), moving, a_bg, a_fg, a_noise)
         if settling:  # noise learnt fast is noisy per pixel: none quieter than its neighbours
             np.maximum(self.noise, _local_mean(self.noise, BLOCK), out=self.noise)
@@ -365,96 +467,6 @@ class MotionDetector:
         dev *= 1.0 + 4.1 / n  # E[trimmed spread] ~ 0.8 sigma / (1 + 4.1/n) for Gaussian noise
         self.noise = np.maximum(np.maximum(dev, _local_mean(dev, BLOCK)), 0.25)
         return True
-
-    def _normalise(self, raw: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The frame in background units, and the background to compare it with.
-
-        Photometric normalisation: light, exposure and contrast changes act on the whole
-        picture as one tone curve. It is fitted as gain and offset, robustly, through the
-        median frame level at each of TONE_BINS background levels of a sparse sample
-        (Theil-Sen over the pairs of levels), so an object covering a good part of one level
-        does not move the fit. Levels next to a clipped black or white are left out of the
-        fit, and compared as bounds: a pixel the brighter light drove into white is only known
-        to be at least as bright as the fit predicts, one the background holds as white at
-        least as bright as it.
-        """
-        if self._bins is None or self.frames % TONE_REORDER == 0:
-            b = np.take(bg, self._sample[::2])  # half the sample: plenty for 8 medians
-            n = b.size // TONE_BINS * TONE_BINS
-            self._bins = self._sample[::2][np.argsort(b)[:n]].reshape(TONE_BINS, -1)
-        bins = self._bins
-        fs, bs = np.take(raw, bins), np.take(bg, bins)
-        f_lo, f_hi = _clip_levels(fs)
-        b_lo, b_hi = _clip_levels(bs)
-        self._levels = (f_lo, f_hi, b_lo, b_hi)
-        m = bins.shape[1] // 2
-        fs.partition(m, axis=1)
-        bs.partition(m, axis=1)
-        fm, bm = fs[:, m], bs[:, m]
-        seen, self._levels_seen = self._levels_seen, fm.copy()
-        self._light_moved = seen is not None and _mid(np.abs(fm - seen)) >= STABLE_LEVELS
-        ok = (fm < f_hi) & (fm > f_lo) & (bm < b_hi) & (bm > b_lo)
-        if ok.sum() >= 2:
-            fm, bm = fm[ok], bm[ok]
-        i, j = np.triu_indices(fm.size, 1)
-        apart = bm[j] - bm[i] >= 8.0
-        if apart.sum() >= 3:
-            i, j = i[apart], j[apart]
-            slope = _mid((fm[j] - fm[i]) / (bm[j] - bm[i]))  # frame per background
-            slope = min(max(slope, 1.0 / GAIN_LIMITS[1]), 1.0 / GAIN_LIMITS[0])
-            gain = 1.0 / slope
-            offset = _mid(bm - fm * gain)
-        else:  # too few distinct levels (a flat picture): the ratio of the medians
-            gain = (_mid(bm) + 1.0) / (_mid(fm) + 1.0)
-            gain, offset = min(max(gain, GAIN_LIMITS[0]), GAIN_LIMITS[1]), 0.0
-        if abs(gain - 1.0) < 0.01 and abs(offset + 128.0 * (gain - 1.0)) < 1.0:
-            self.tone = (1.0, 0.0)
-            return raw, bg
-        self.tone = (gain, offset)
-        frame = raw * np.float32(gain)
-        frame += np.float32(offset)
-        # Near-clipped pixels are bounds: a background pixel near white may hide anything
-        # brighter, a frame pixel near white anything brighter than it shows (and so for black).
-        if b_hi < math.inf:
-            np.minimum(frame, np.maximum(bg, np.float32(b_hi)), out=frame)
-        if b_lo > -math.inf:
-            np.maximum(frame, np.minimum(bg, np.float32(b_lo)), out=frame)
-        if f_hi < math.inf:
-            bg = np.minimum(bg, np.maximum(frame, np.float32(f_hi * gain + offset)))
-        if f_lo > -math.inf:
-            bg = np.maximum(bg, np.minimum(frame, np.float32(f_lo * gain + offset)))
-        return frame, bg
-
-    def _relit(self, levels: float = RELIGHT_LEVELS, gain_step: float = RELIGHT_GAIN) -> bool:
-        """Does the last photometric fit move mid-grey by `levels`, or the gain by `gain_step`
-        (log)?"""
-        gain, offset = self.tone
-        return abs(128.0 * gain + offset - 128.0) >= levels or abs(math.log(gain)) >= gain_step
-
-    def _relight(self, raw: np.ndarray, step: bool) -> None:
-        """Re-express the background in the frame's light, once the fit explains the frame.
-
-        Learning alone would take `background_time` to follow a step in the light, and where
-        the light clipped to white (or black) on one side of the step the blend of old and new
-        background fits neither (a false change once the light goes back). Where the frame is
-        clipped, the background goes no further than the clip; after a step, background pixels
-        next to a clipped level (their value only a bound) take the frame's."""
-        gain, offset = self.tone
-        bg = self.background
-        assert bg is not None
-        f_lo, f_hi, b_lo, b_hi = self._levels
-        lost = ((bg >= b_hi) | (bg <= b_lo)) if step else None
-        bg -= np.float32(offset)
-        bg *= np.float32(1.0 / gain)
-        if f_lo > -math.inf or f_hi < math.inf:
-            np.clip(bg, f_lo - NEAR_CLIP, f_hi + NEAR_CLIP, out=bg)
-        if lost is not None:
-            np.copyto(bg, raw, where=lost)
-        if step:  # a first guess: sensor noise scales with the light (AGC makes it grow instead
-            # as the light fades slowly, which learning follows)
-            self.noise *= np.float32(1.0 / gain)
-            np.maximum(self.noise, 0.25, out=self.noise)
-        self.tone = (1.0, 0.0)
 
     def _content(self, raw: np.ndarray, bg: np.ndarray) -> np.ndarray:
         """Per pixel: is it in a block whose content changed (not only its light)? The rows

@@ -9,15 +9,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from agent.capture.session import (
-    CameraStats,
-    ClipSink,
-    FinishedClip,
-    Keyframe,
-    Session,
-    StreamChanged,
-)
+from agent.capture.clips import ClipSink, FinishedClip, Keyframe
+from agent.capture.session import Session, StreamChanged
 from agent.capture.source import Source
+from agent.capture.stats import CameraStats
 from agent.capture.substream import SubstreamDetection, run_with_substream
 from agent.config import CameraConfig
 

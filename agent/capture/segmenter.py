@@ -49,6 +49,12 @@ class EndClip:
 Decision = StartClip | SplitClip | EndClip
 
 
+def horizon(settings: ClipSettings, burst_gap: float, gop: float) -> float:
+    """How far back (s) packets must be kept to honour pre-roll and min_event, with GOPs of
+    `gop` s (a catch-up decodes from at most two keyframes back)."""
+    return settings.pre_roll + settings.min_event + burst_gap + 2 * gop + 1.0
+
+
 class Segmenter:
     def __init__(self, settings: ClipSettings, burst_gap: float = 0.6) -> None:
         self.s = settings
@@ -68,7 +74,7 @@ class Segmenter:
 
     def horizon(self) -> float:
         """How far back (s) packets must be kept to honour pre-roll and min_event."""
-        return self.s.pre_roll + self.s.min_event + self.burst_gap + 2 * self.gop + 1.0
+        return horizon(self.s, self.burst_gap, self.gop)
 
     @property
     def end(self) -> float:

@@ -1,12 +1,13 @@
 """Motion detection on a camera's sub-stream (`detect_url`) while clips come from its main one.
 
 Two connections to one camera, each reconnecting on its own (agent/capture/source.py):
-- the low-resolution *sub-stream* runs in a thread of its own through the same gate, decoder
-  and detector a camera's only stream gets (`_DetectSession`, built on the pipeline's
-  session); its verdicts go into `Verdicts` instead of to a segmenter;
-- the *main stream* runs in the camera's loop (`_MainSession`): demuxed, buffered, segmented
-  and cut into clips exactly as without a sub-stream, but never decoded, except for the GOPs
-  of the keyframe images a clip keeps.
+- the low-resolution *sub-stream* runs in a thread of its own through the same buffer, gate,
+  decoder and detector a camera's only stream gets (`_SubConnection`: agent/capture/
+  detection.py's Detection); its verdicts go into `Verdicts` instead of to a segmenter;
+- the *main stream* runs in the camera's loop, in the same session as without a sub-stream
+  (agent/capture/session.py): demuxed, buffered, segmented and cut into clips, but its
+  verdicts come from the sub-stream (`SubstreamFeed`) and it is never decoded, except for the
+  GOPs of the keyframe images a clip keeps (`GopImages`).
 
 Alignment is by wall-clock time. Each source stamps its packets with a wall time: media time
 plus the least arrival delay seen over the last minute (live, `WallClock`), or a shared origin
@@ -48,10 +49,16 @@ from typing import Protocol
 import av
 import numpy as np
 
-from agent.capture.keyframes import Candidate, quality, sharpness
+from agent.capture.decoder import Decoder, luma_plane
+from agent.capture.detection import Analysis, Detection, burst_gap
+from agent.capture.jpeg import JpegImages
+from agent.capture.keyframes import quality, sharpness
 from agent.capture.motion import MotionResult
-from agent.capture.session import CameraStats, Owner, Session, StreamChanged
+from agent.capture.recorder import PacketBuffer
+from agent.capture.segmenter import horizon
+from agent.capture.session import Owner, Session, StreamChanged
 from agent.capture.source import Connection, MediaPacket, Source, SourceError
+from agent.capture.stats import CameraStats
 from agent.config import redact
 
 log = logging.getLogger(__name__)
@@ -154,8 +161,7 @@ class Verdicts:
 
 
 class SubstreamDetection:
-    """The sub-stream's connections and detection, in a thread; duck-types the pipeline for
-    `_DetectSession` (cam, stats, stop; it never cuts clips)."""
+    """The sub-stream's connections and detection, in a thread of its own."""
 
     def __init__(self, pipe: MainCamera) -> None:
         main = pipe.cam
@@ -163,8 +169,6 @@ class SubstreamDetection:
         self.stop = threading.Event()  # set when the camera's loop ends
         self.source = Source(self.cam, self.stop)
         self.stats = CameraStats()
-        self.sink = None
-        self.on_clip = None
         paced = not (main.is_file and self.cam.is_file and not main.realtime)
         self.verdicts = Verdicts(lambda: self.source.state, paced)
         self.thread = threading.Thread(target=self._run, name=f"{main.name}-sub", daemon=True)
@@ -200,7 +204,7 @@ class SubstreamDetection:
             for conn in self.source.connections():
                 self.stats.connections += 1
                 try:
-                    _DetectSession(self, conn).run()
+                    _SubConnection(self, conn).run()
                 except StreamChanged as exc:
                     self.source.last_error = str(exc)
         except SourceError as exc:  # a file that cannot be read: the main stream detects
@@ -212,33 +216,67 @@ class SubstreamDetection:
             self.verdicts.end()
 
 
-class _DetectSession(Session):
-    """One sub-stream connection: gate, decoding and detection as for a camera's own stream,
-    verdicts out to the main stream instead of to a segmenter (so it never opens a clip)."""
+class _SubConnection:
+    """One sub-stream connection: buffer, gate, decoding and detection as for a camera's own
+    stream; verdicts out to the main stream instead of to a segmenter."""
 
-    def __init__(self, pipe: SubstreamDetection, conn: Connection) -> None:
-        super().__init__(pipe, conn)  # type: ignore[arg-type]
-        self.verdicts = pipe.verdicts
+    def __init__(self, sub: SubstreamDetection, conn: Connection) -> None:
+        self.sub = sub
+        self.conn = conn
+        self.stats = stats = sub.stats
+        self.buffer = PacketBuffer()
+        self.detection = Detection(
+            sub.cam,
+            Decoder(conn.stream.codec_context, sub.cam.name, stats),
+            self.buffer,
+            stats,
+            self.analysed,
+            luma_plane,
+            lambda: self.restart(keep_decoder=True),
+        )
+        self.last_key: float | None = None
+        self.gop = 0.0  # the last keyframe interval (how far back the buffer reaches)
+        stats.codec = conn.codec
+        stats.width, stats.height = conn.size
 
-    def _packet(self, mp: MediaPacket) -> None:
-        super()._packet(mp)
-        assert mp.wall is not None
-        self.verdicts.advance(mp.wall, self.pipe.stop)
+    def run(self) -> None:
+        stats, verdicts = self.stats, self.sub.verdicts
+        for mp in self.conn.packets:
+            if mp.discontinuity:
+                self.restart()
+            stats.packets += 1
+            stats.bytes += mp.packet.size
+            stats.last_packet_wall = time.time()
+            if mp.key:
+                if self.last_key is not None:
+                    self.gop = mp.t - self.last_key
+                self.last_key = mp.t
+            self.buffer.push(mp)
+            # The main stream's clip keeps the gate awake: its end cannot wait for this stream.
+            self.detection.packet(mp, verdicts.recording)
+            reach = horizon(self.sub.cam.clip, burst_gap(self.sub.cam), self.gop)
+            self.buffer.trim(reach, self.detection.keep_from())
+            assert mp.wall is not None
+            verdicts.advance(mp.wall, self.sub.stop)
 
-    def _detect_packet(self, mp: MediaPacket, busy: bool) -> None:
-        # The main stream's clip keeps the gate awake: its end cannot wait for this stream.
-        super()._detect_packet(mp, self.verdicts.recording)
+    def restart(self, *, keep_decoder: bool = False) -> None:
+        """A timestamp jump or a new resolution (then the new size's GOP stays buffered)."""
+        kept = self.buffer.since_last_keyframe() if keep_decoder else []
+        self.buffer.clear()
+        for p in kept:
+            self.buffer.push(p)
+        self.last_key = kept[0].t if kept else None
+        self.gop = 0.0
+        self.detection.restart(keep_decoder=keep_decoder)
 
-    def _use(self, frame, luma: np.ndarray, result: MotionResult, mp: MediaPacket) -> None:
-        self.pipe.stats.frames_analysed += 1
-        if self.gate is not None:
-            self.gate.motion(result.t, result.motion)
+    def analysed(self, a: Analysis) -> None:
+        r = a.result
         sharp, thumb = 0.0, None
-        if result.motion and not result.global_change:
-            assert self.detector is not None and self.detector.last_frame is not None
-            sharp, thumb = sharpness(luma, result.box), self.detector.last_frame.copy()
-        assert mp.wall is not None
-        self.verdicts.put(Verdict(mp.wall, result, sharp, thumb))
+        if r.motion and not r.global_change:
+            assert a.detector.last_frame is not None
+            sharp, thumb = sharpness(a.luma, r.box), a.detector.last_frame.copy()
+        assert a.packet.wall is not None
+        self.sub.verdicts.put(Verdict(a.packet.wall, r, sharp, thumb))
 
 
 @dataclass(frozen=True)
@@ -252,134 +290,149 @@ class GopRef:
         return self.packets[-1].t
 
 
-class _MainSession(Session):
-    """One main-stream connection: buffer, segmenter and clips as ever; motion verdicts from
-    the sub-stream while it is there, from its own decoding while it is not."""
+class SubstreamFeed:
+    """A main-stream session's detection with a sub-stream: the sub-stream's verdicts while it
+    is there; the session's own detection (decoding the main stream) while it is not."""
 
-    def __init__(self, pipe: MainCamera, conn: Connection, sub: SubstreamDetection) -> None:
-        super().__init__(pipe, conn)
+    def __init__(self, session: Session, pipe: MainCamera, sub: SubstreamDetection) -> None:
+        self.session = session
+        self.pipe = pipe
+        self.own: Detection = session.detect  # type: ignore[assignment]
         self.verdicts = sub.verdicts
         self.on_sub = True
         self.left_at = -math.inf  # how far the sub-stream had been processed when it was left
         self.started = False
-        self.image_decoder: av.codec.context.CodecContext | None = None
         pipe.stats.detect_on = "sub"
 
-    def _detect_packet(self, mp: MediaPacket, busy: bool) -> None:
+    def packet(self, mp: MediaPacket, busy: bool = False) -> None:
         v = self.verdicts
         assert mp.wall is not None
-        v.note_main(mp.wall, self.segmenter.recording)
+        v.note_main(mp.wall, self.session.segmenter.recording)
         if not self.started:  # what the sub-stream saw before this connection is not ours
             self.started = True
-            v.drop(mp.wall - 1.0 / self.cam.motion.detect_fps)
+            v.drop(mp.wall - 1.0 / self.pipe.cam.motion.detect_fps)
         if self.on_sub:
             if v.wait(mp.wall, self.pipe.stop):
                 self._feed(v.take(mp.wall), mp)
             elif not self.pipe.stop.is_set():  # stopping: the loop ends with this packet
-                self._fall_back(mp)
+                self._fall_back()
             return
         if v.ready(mp.wall, self.left_at):
             self.on_sub = True
             self.pipe.stats.detect_on = "sub"
-            log.info("%s: the sub-stream is back; detecting on it", self.cam.name)
+            log.info("%s: the sub-stream is back; detecting on it", self.pipe.cam.name)
             v.drop(self.last_analysed_wall(mp))
             self._feed(v.take(mp.wall), mp)
             return
         v.drop(mp.wall)
-        super()._detect_packet(mp, busy)
+        self.own.packet(mp, busy)
 
-    def _settled(self) -> float | None:
-        return None if self.on_sub else super()._settled()
+    def settled(self) -> float | None:
+        return None if self.on_sub else self.own.settled()
+
+    def keep_from(self) -> float | None:
+        return self.own.keep_from()
+
+    def restart(self, *, keep_decoder: bool = False) -> None:
+        self.own.restart(keep_decoder=keep_decoder)
 
     def last_analysed_wall(self, mp: MediaPacket) -> float:
         """Wall time of the main stream's last own analysis (verdicts before it are stale)."""
-        last = self.detector.last_t if self.detector is not None else None
+        det = self.own.detector
+        last = det.last_t if det is not None else None
         return mp.wall - mp.t + last if last is not None and mp.wall is not None else -math.inf
 
-    def _fall_back(self, mp: MediaPacket) -> None:
+    def _fall_back(self) -> None:
         """Detect on the main stream from now on: its current GOP decoded from the keyframe."""
         self.on_sub = False
         self.left_at = self.verdicts.reached
-        stats = self.pipe.stats
-        stats.detect_on = "main"
+        self.pipe.stats.detect_on = "main"
         why = self.pipe.substream.source.last_error if self.pipe.substream else None
         log.warning(
             "%s: sub-stream %s (%s); detecting on the main stream",
-            self.cam.name,
+            self.pipe.cam.name,
             "down" if not self.verdicts.up() else "behind",
             why or "no packets",
         )
-        self.detector = None  # a fresh background at the main stream's resolution
-        self.gate = self._new_gate()
-        self.marks.clear()
-        self.next_analysis = -1.0
-        key = next((p.t for p in reversed(self.buffer.packets) if p.key), None)
+        self.own.start_over()  # a fresh background at the main stream's resolution
+        buffered = self.session.buffer.packets
+        key = next((p.t for p in reversed(buffered) if p.key), None)
         if key is not None:
-            self._catch_up(key, "sub-stream down")
+            self.own.catch_up(key, "sub-stream down")
 
     def _feed(self, verdicts: list[Verdict], mp: MediaPacket) -> None:
-        """Sub-stream verdicts into the segmenter, at the main stream's media times."""
+        """Sub-stream verdicts into the session, at the main stream's media times."""
         assert mp.wall is not None
         offset = mp.wall - mp.t
-        stats = self.pipe.stats
+        session = self.session
+        cands = session.candidates
         for v in verdicts:
             t, r = v.wall - offset, v.result
-            stats.frames_analysed += 1
-            if r.motion:
-                stats.last_motion_wall = v.wall
-            self._apply(self.segmenter.motion(t, r.motion))
-            if self.clip is not None:
-                self.clip.scores.append(r.score)
+            self.pipe.stats.frames_analysed += 1
+            session.verdict(t, r, v.wall)
             if v.thumb is not None:
-                ref = self._gop_ref(t)
+                ref = _gop_ref(session.buffer, t)
                 # Near its GOP's keyframe, an image costs a few frames to decode, not a GOP;
                 # elsewhere only while there is no candidate at all.
                 near = ref is not None and ref.t - ref.packets[0].t <= IMAGE_REACH + 1e-6
-                if ref is not None and (near or (self.pending is None and not self.picker.pool)):
+                if ref is not None and (near or cands.empty):
                     score = quality(r.score, v.sharp)
-                    self._offer(ref.t, score, lambda thumb=v.thumb: thumb, ref)
+                    cands.offer(ref.t, score, lambda thumb=v.thumb: thumb, ref)
 
-    def _gop_ref(self, t: float) -> GopRef | None:
-        """The buffered main-stream frame nearest `t`, with its GOP back to the keyframe."""
-        gop: list[MediaPacket] = []
-        for p in self.buffer.packets:
-            if p.t > t + 0.5 * p.duration * p.time_base and gop:
-                break
-            if p.key:
-                gop = [p]
-            elif gop:
-                gop.append(p)
-        return GopRef(tuple(gop)) if gop else None
 
-    def _prepare(self, image):
-        return image if isinstance(image, GopRef) else super()._prepare(image)
+def _gop_ref(buffer: PacketBuffer, t: float) -> GopRef | None:
+    """The buffered main-stream frame nearest `t`, with its GOP back to the keyframe."""
+    gop: list[MediaPacket] = []
+    for p in buffer.packets:
+        if p.t > t + 0.5 * p.duration * p.time_base and gop:
+            break
+        if p.key:
+            gop = [p]
+        elif gop:
+            gop.append(p)
+    return GopRef(tuple(gop)) if gop else None
 
-    def _image(self, cand: Candidate) -> av.VideoFrame | None:
-        ref = cand.image
-        if not isinstance(ref, GopRef):
-            return ref
-        if self.image_decoder is None:
+
+class GopImages:
+    """Keyframe candidates of a main stream that is not decoded: kept as packets (`GopRef`),
+    decoded by a decoder of their own once chosen; frames of its own decoding (while the
+    sub-stream is down) as JPEGs."""
+
+    def __init__(self, conn: Connection, stats: CameraStats, name: str, max_side: int) -> None:
+        self.conn = conn
+        self.stats = stats
+        self.name = name
+        self.jpegs = JpegImages(max_side)
+        self.ctx: av.codec.context.CodecContext | None = None
+
+    def prepare(self, image):
+        return image if isinstance(image, GopRef) else self.jpegs.prepare(image)
+
+    def image(self, kept) -> av.VideoFrame | bytes | None:
+        if not isinstance(kept, GopRef):
+            return kept
+        if self.ctx is None:
             template = self.conn.stream.codec_context
             ctx = av.CodecContext.create(template.name, "r")
             ctx.extradata = template.extradata
             ctx.thread_count = 1
-            self.image_decoder = ctx
-        ctx = self.image_decoder
+            self.ctx = ctx
+        ctx = self.ctx
         ctx.flush_buffers()
         frames: list[av.VideoFrame] = []
         try:
-            for p in ref.packets:
+            for p in kept.packets:
                 frames += ctx.decode(p.packet)
             frames += ctx.decode(None)
         except av.FFmpegError as exc:
-            log.debug("%s: keyframe image at %.2f s: %s", self.cam.name, ref.t, exc)
+            log.debug("%s: keyframe image at %.2f s: %s", self.name, kept.t, exc)
         ctx.flush_buffers()
-        self.pipe.stats.keyframe_frames_decoded += len(frames)
+        self.stats.keyframe_frames_decoded += len(frames)
         if not frames:
-            log.warning("%s: no keyframe image at %.2f s: it did not decode", self.cam.name, ref.t)
+            log.warning("%s: no keyframe image at %.2f s: it did not decode", self.name, kept.t)
             return None
         # Frames come out in presentation order: the wanted one is its packet's rank by pts.
-        rank = sorted(p.pts for p in ref.packets).index(ref.packets[-1].pts)
+        rank = sorted(p.pts for p in kept.packets).index(kept.packets[-1].pts)
         return frames[min(rank, len(frames) - 1)]
 
 
@@ -390,15 +443,19 @@ def run_with_substream(pipe: MainCamera) -> None:
     if pipe.cam.is_file and sub.cam.is_file:  # two recordings of one scene: one clock
         pipe.source.wall_origin = sub.source.wall_origin = time.time()
     sub.start()
+    cam = pipe.cam
     try:
         for conn in pipe.source.connections():
             pipe.stats.connections += 1
             pipe.stats.state = "streaming"
+            images = GopImages(conn, pipe.stats, cam.name, cam.clip.keyframe_size)
+            session = Session(pipe, conn, images)
+            session.detect = SubstreamFeed(session, pipe, sub)
             try:
-                _MainSession(pipe, conn, sub).run()
+                session.run()
             except StreamChanged as exc:
                 pipe.source.last_error = str(exc)
-                log.warning("%s: %s; reconnecting", pipe.cam.name, exc)
+                log.warning("%s: %s; reconnecting", cam.name, exc)
         pipe.stats.state = pipe.source.state
     finally:
         sub.close()
