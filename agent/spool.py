@@ -513,3 +513,33 @@ class Spool:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 [key, value],
             )
+
+
+# -- figures for the status model: aggregates, no row leaves the database ----------------------
+
+
+def oldest_created(spool: Spool, states: tuple[State, ...]) -> float | None:
+    """When the oldest clip still in one of `states` was catalogued (epoch s), or None."""
+    sql = f"SELECT MIN(created_at) FROM clips WHERE state IN ({_marks(states)})"
+    return spool.db.execute(sql, [str(s) for s in states]).fetchone()[0]
+
+
+def registered_since(spool: Spool, since: float) -> int:
+    sql = "SELECT COUNT(*) FROM clips WHERE registered_at >= ?"
+    return int(spool.db.execute(sql, [since]).fetchone()[0])
+
+
+def latest_error(spool: Spool) -> tuple[str, str, float] | None:
+    """The clip whose step failed last: (clip_id, the error, epoch s), or None."""
+    return spool.db.execute(
+        "SELECT clip_id, last_error, last_error_at FROM clips WHERE last_error_at IS NOT NULL "
+        "ORDER BY last_error_at DESC LIMIT 1"
+    ).fetchone()
+
+
+def clips_since(spool: Spool, since: float) -> dict[str, int]:
+    """How many clips each camera has cut that start at `since` or later."""
+    rows = spool.db.execute(
+        "SELECT camera, COUNT(*) FROM clips WHERE start_wall >= ? GROUP BY camera", [since]
+    )
+    return dict(rows.fetchall())

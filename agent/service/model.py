@@ -23,7 +23,14 @@ from agent import __version__, layout
 from agent.config import Config
 from agent.config_source import FleetStore
 from agent.service.fleet import status_model
-from agent.spool import NOT_IN_CLOUD, Spool
+from agent.spool import (
+    NOT_IN_CLOUD,
+    Spool,
+    clips_since,
+    latest_error,
+    oldest_created,
+    registered_since,
+)
 from agent.timestamps import utc_iso
 
 #: Field metadata: epoch seconds, written as an ISO-8601 UTC time.
@@ -167,19 +174,9 @@ def local_midnight(now: float) -> float:
 
 def queue_status(spool: Spool, now: float) -> QueueStatus:
     """What the spool says about delivery (cheap aggregate queries)."""
-    db = spool.db
-    midnight = local_midnight(now)
-    marks = ", ".join("?" * len(NOT_IN_CLOUD))
-    oldest = db.execute(
-        f"SELECT MIN(created_at) FROM clips WHERE state IN ({marks})", NOT_IN_CLOUD
-    ).fetchone()[0]
-    registered = db.execute(
-        "SELECT COUNT(*) FROM clips WHERE registered_at >= ?", [midnight]
-    ).fetchone()[0]
-    err = db.execute(
-        "SELECT clip_id, last_error, last_error_at FROM clips WHERE last_error_at IS NOT NULL "
-        "ORDER BY last_error_at DESC LIMIT 1"
-    ).fetchone()
+    oldest = oldest_created(spool, NOT_IN_CLOUD)
+    registered = registered_since(spool, local_midnight(now))
+    err = latest_error(spool)
     counts = spool.counts()
     return QueueStatus(
         counts=counts,
@@ -192,11 +189,7 @@ def queue_status(spool: Spool, now: float) -> QueueStatus:
 
 
 def clips_today(spool: Spool, now: float) -> dict[str, int]:
-    rows = spool.db.execute(
-        "SELECT camera, COUNT(*) FROM clips WHERE start_wall >= ? GROUP BY camera",
-        [local_midnight(now)],
-    )
-    return dict(rows.fetchall())
+    return clips_since(spool, local_midnight(now))
 
 
 def disk_status(data_dir: Path) -> DiskStatus:
