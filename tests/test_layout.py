@@ -83,6 +83,7 @@ def test_capture_and_deliver_meet_only_in_the_spool():
         "capture/detection.py",
         "capture/keyframes.py",
         "deliver/acs.py",
+        "layout.py",
     ],
 )
 def test_pure_modules_import_no_io_library(module):
