@@ -51,7 +51,7 @@ class Stream:
                 self.wakes.append((t, w))
             if self.gate.awake:
                 self.gate.motion(t, moving)
-            elif pos == 0:
+            elif pos == 0 and self.gate.looking:  # keyframes the gate has analysed
                 w = self.gate.keyframe(t, quiet=not moving)
                 if w is not None:
                     self.wakes.append((t, w))
@@ -101,11 +101,28 @@ def test_p_frames_growing_less_than_their_noise_do_not_wake_it():
     assert s.wakes == [], s.wakes
 
 
-def test_something_seen_at_a_keyframe_wakes_it_from_the_keyframe_before():
+def test_something_seen_at_a_keyframe_wakes_it_from_the_keyframe_analysed_before():
     s = Stream(Gate()).run(30)
-    s.run(1 / FPS, moving=True)  # the keyframe at 30 s shows something
-    assert [w.since for _, w in s.wakes] == [28.0], s.wakes
+    before = s.gate.looked  # asleep, keyframes are analysed 4 s apart (every other one)
+    s.run(before + 4.0 - s.t)
+    s.run(1 / FPS, moving=True)  # the next keyframe analysed shows something
+    assert [w.since for _, w in s.wakes] == [pytest.approx(before)], s.wakes
     assert "keyframe" in s.wakes[0][1].reason
+
+
+def test_asleep_it_analyses_every_other_2_s_keyframe_and_every_one_in_a_clip():
+    s = Stream(Gate()).run(30)
+    looked = []
+    for _ in range(10):
+        s.run(2.0)
+        looked.append(s.gate.looking)
+    assert looked.count(True) == 5 and looked[::2] != looked[1::2], looked
+    s.i += 1  # (past the keyframe)
+    for _ in range(5):
+        s.run(2.0 - 1 / FPS)
+        s.gate.packet(s.t, 80_000, True, s.t, event=True)
+        s.i += 1
+        assert s.gate.looking
 
 
 def test_it_stays_awake_while_motion_lasts_and_for_the_hold_then_sleeps_at_a_keyframe():

@@ -57,6 +57,10 @@ class Decoder:
         """Would `decode(packets)` carry on from the decoder's state (no packet decoded twice)?"""
         return bool(packets) and packets[0] is self.first and self._after_last(packets) >= 0
 
+    def seen(self, mp: MediaPacket) -> bool:
+        """Was `mp` decoded already (recently)?"""
+        return any(a <= mp.seq <= b for a, b in self.runs)
+
     def decode(self, packets: Sequence[MediaPacket]) -> Iterator[Decoded]:
         """Decode consecutive packets that begin at a keyframe (or with the packet after the last
         one fed), skipping those already decoded. Yields the frames as they come out.
@@ -108,7 +112,7 @@ class Decoder:
             self.first = mp
         elif self.first is None:
             return []  # no keyframe to decode from (before the first one, or after a reset)
-        if any(a <= mp.seq <= b for a, b in self.runs):
+        if self.seen(mp):
             self.stats.frames_redecoded += 1
         if self.last is not None and self.runs and mp.seq == self.last.seq + 1:
             self.runs[-1][1] = mp.seq

@@ -37,6 +37,7 @@ class Frames(Protocol):
 
     def follows(self, mp: MediaPacket) -> bool: ...
     def continues(self, packets: Sequence[MediaPacket]) -> bool: ...
+    def seen(self, mp: MediaPacket) -> bool: ...
     def decode(self, packets: Sequence[MediaPacket]) -> Iterable[tuple[MediaPacket, Any]]: ...
     def still(self, mp: MediaPacket) -> list[tuple[MediaPacket, Any]]: ...
     def reset(self) -> None: ...
@@ -122,22 +123,23 @@ class Detection:
         self.marks: deque[_Mark] = deque(maxlen=2)
         self.now = 0.0  # the time of the packet in hand
 
-    def packet(self, mp: MediaPacket, busy: bool = False) -> None:
+    def packet(self, mp: MediaPacket, busy: bool = False, event: bool = False) -> None:
         """Gate, decoding and analysis for the packet in hand (already buffered). `busy`: keep
-        the gate awake (another stream's clip waits on these verdicts)."""
+        the gate awake (another stream's clip waits on these verdicts); `event`: a clip is
+        open (no keyframe is skipped while it is: its end is settled at the next one)."""
         self.now = mp.t
         gate = self.gate
         if gate is None:
             self._decode(mp)
             return
         was_awake = gate.awake
-        wake = gate.packet(mp.t, mp.packet.size, mp.key, mp.pts * mp.time_base, busy)
+        wake = gate.packet(mp.t, mp.packet.size, mp.key, mp.pts * mp.time_base, busy, event)
         if wake is not None:
             self.catch_up(wake.since, wake.reason)
         elif gate.awake:
             self.marks.clear()
             self._decode(mp)
-        elif mp.key:
+        elif mp.key and gate.looking:
             self._keyframe(mp)
         else:
             if was_awake:  # fell asleep within this GOP: a catch-up resumes from here
@@ -178,7 +180,7 @@ class Detection:
         packets = self.buffer.since(since)
         mark = next((m for m in self.marks if abs(m.t - since) < 1e-9), None)
         self.marks.clear()
-        again = not self.frames.continues(packets)
+        again = not self.frames.continues(packets) and any(map(self.frames.seen, packets))
         if again and mark is not None:  # start detection over from where the sleep began
             self.detector, self.next_analysis = mark.detector, mark.next_analysis
         log.debug(
@@ -241,7 +243,8 @@ class Detection:
             det = self.detector
             assert det is not None
             seen = result.motion or result.global_change or hint(result, det)
-            wake = None if self.gate is None else self.gate.keyframe(mp.t, not seen)
+            steady = result.steady and det.fit.tone == (1.0, 0.0)  # the light as learnt
+            wake = None if self.gate is None else self.gate.keyframe(mp.t, not seen, steady)
             if wake is not None:
                 self.catch_up(wake.since, wake.reason)
                 return

@@ -6,7 +6,9 @@ A surveillance scene is static most of the time, and then decoding every frame o
 nothing is the camera's largest cost. While the gate is *asleep* the pipeline decodes and
 analyses keyframes only: the background stays current and anything visible at a keyframe is
 seen there. Between keyframes the gate watches the sizes of the compressed frames, which grow
-when something moves.
+when something moves. While no clip is open and the light is steady, keyframes are analysed
+`LOOK_EVERY` s apart at most (every other one at a 2 s GOP): at camera bitrates keyframes
+carry most of the bits, so decoding each of them was most of a static scene's cost.
 
 The statistic has to survive what real encoders do to a static scene: variable bitrate (a
 static scene's P-frames are a few hundred bytes, and rate control makes single frames jump
@@ -33,9 +35,10 @@ staying up for the post-roll.
 
 When it wakes the pipeline decodes the buffered packets from a keyframe on, so motion is
 detected from the frame where it began:
-- woken by frame sizes, from this GOP's keyframe (or where it fell asleep in it);
+- woken by frame sizes, from the last keyframe analysed (or where it fell asleep), or the one
+  analysed before it when the sizes rose within `EARLY` s of it;
 - woken by the keyframe analysis (something is visible at a keyframe, or the light changed),
-  from the keyframe before, since what is seen now may have begun anywhere in the last GOP.
+  from the keyframe analysed before, since what is seen now may have begun anywhere since.
 It stays awake while there is motion and `hold` seconds after (long enough to see a burst
 become an event), and sleeps through the rest of a clip's post-roll: the segmenter holds the
 clip's end until detection has looked past it (the next keyframe analysed, or a wake's
@@ -68,6 +71,9 @@ CUSUM_DRIFT = 1.0  # per-frame allowance (robust sigmas) of the CUSUM
 MAD_TO_SIGMA = 1.4826
 VERIFY = 1.0  # s a wake stays up when the frames it decoded show nothing
 WARM_UP = 2.0  # s decoded in full at least, after the first keyframe (the detector learns)
+LOOK_EVERY = 4.0  # s: asleep with no clip open, a keyframe is analysed this often at most
+EARLY = 1.0  # s: a wake by frame sizes this soon after the last keyframe analysed decodes
+# from the one analysed before
 BIN_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
 
 
@@ -108,6 +114,9 @@ class Gate:
         self.wakes = 0
         self.last_key: float | None = None
         self.asleep_keys: deque[float] = deque(maxlen=2)  # where a keyframe wake catches up from
+        self.looking = True  # decode and analyse the keyframe in hand
+        self.look_next = False  # the light was changing at the last one: analyse the next
+        self.looked = -math.inf  # the last keyframe analysed (or where it fell asleep)
         self.gops: deque[tuple[float, int]] = deque(maxlen=4)  # (seconds, packets) per GOP
         self.pos = [0, 0]  # frames of each kind (forward, B) since the last keyframe
         self.sizes: dict[tuple[int, int], deque[float]] = {}  # (kind, bin) -> log sizes
@@ -117,9 +126,12 @@ class Gate:
         self.last_probe = -math.inf
 
     # -- what the pipeline calls ---------------------------------------------------------------
-    def packet(self, t: float, size: int, key: bool, pts: float, busy: bool = False) -> Wake | None:
+    def packet(
+        self, t: float, size: int, key: bool, pts: float, busy: bool = False, event: bool = False
+    ) -> Wake | None:
         """Every packet in arrival order, before it is decoded. `busy`: stay awake (a clip is
-        open whose end cannot wait for a keyframe).
+        open whose end cannot wait for a keyframe); `event`: a clip is open (its end is settled
+        at the next keyframe analysed, so none is skipped).
 
         Returns a Wake when the gate wakes at this packet; after it, `awake` says whether this
         packet and the following ones are to be decoded.
@@ -127,7 +139,7 @@ class Gate:
         backward = self.max_pts is not None and pts < self.max_pts
         self.max_pts = pts if self.max_pts is None else max(self.max_pts, pts)
         if key:
-            return self._keyframe_packet(t, busy)
+            return self._keyframe_packet(t, busy, event)
         kind = 1 if backward else 0
         self.pos[kind] += 1
         learn = t > self.last_motion + self.hold and not (self.awake and busy)
@@ -141,11 +153,20 @@ class Gate:
         if z is not None:
             self.cusum = max(0.0, self.cusum + min(z, Z_CAP) - CUSUM_DRIFT)
             if self.cusum >= self.threshold:
-                return self._wake(t, self.asleep_keys[-1], f"frame sizes ({self.cusum:.0f} sigma)")
+                # From the last keyframe analysed (what began before it would have shown
+                # there), or the one analysed before that if the sizes rose so soon after it
+                # that the motion may have begun before it.
+                since = self.asleep_keys[-1]
+                if t - since < EARLY:
+                    since = self.asleep_keys[0]
+                return self._wake(t, since, f"frame sizes ({self.cusum:.0f} sigma)")
         return None
 
-    def keyframe(self, t: float, quiet: bool) -> Wake | None:
-        """The verdict on a keyframe analysed while asleep: quiet, or something to look at."""
+    def keyframe(self, t: float, quiet: bool, steady: bool = True) -> Wake | None:
+        """The verdict on a keyframe analysed while asleep: quiet, or something to look at;
+        `steady`: the light is as the background has it (else the next keyframe is analysed
+        too: a detector that follows changing light needs its frames)."""
+        self.look_next = not steady
         if self.awake or quiet:
             return None
         return self._wake(t, self.asleep_keys[0], "keyframe analysis")
@@ -173,7 +194,7 @@ class Gate:
         return None
 
     # -- internals -----------------------------------------------------------------------------
-    def _keyframe_packet(self, t: float, busy: bool) -> Wake | None:
+    def _keyframe_packet(self, t: float, busy: bool, event: bool) -> Wake | None:
         if self.last_key is not None:
             self.gops.append((t - self.last_key, sum(self.pos) + 1))
         else:
@@ -182,6 +203,7 @@ class Gate:
         self.pos = [0, 0]
         self.cusum = 0.0
         unsure = self.unsuitable
+        self.looking = True
         if self.awake:
             if unsure:
                 self.mode = f"full: {unsure}"
@@ -192,6 +214,9 @@ class Gate:
                 self.mode = "probe"
                 return None
             self._maybe_sleep(t, busy)
+            if not self.awake:  # fell asleep at this keyframe: it is analysed
+                self.looked = t
+                return None
         elif unsure:
             return self._wake(t, self.asleep_keys[-1], unsure)
         elif self.probe and t - self.last_probe >= self.probe:
@@ -201,8 +226,13 @@ class Gate:
             self.awake_until = t + 1e-6
             self.asleep_keys.clear()
             return None
-        if not self.awake:
+        # Asleep with no clip open, keyframes are analysed LOOK_EVERY s apart: the frame sizes
+        # watch the GOPs between, and a wake decodes from this GOP's keyframe all the same.
+        if event or self.look_next or t - self.looked >= LOOK_EVERY - 1e-6:
+            self.looked = t
             self.asleep_keys.append(t)
+        else:
+            self.looking = False
         return None
 
     def _maybe_sleep(self, t: float, busy: bool) -> None:
@@ -214,6 +244,7 @@ class Gate:
         self.mode = "asleep"
         self.asleep_keys.clear()
         self.asleep_keys.append(self.last_key)  # a keyframe wake catches up from here on
+        self.looked = self.last_key
 
     def _score(self, kind: int, size: int, learn: bool) -> float | None:
         """Robust z-score of a frame's log size against its kind's and bin's recent sizes."""

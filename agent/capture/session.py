@@ -51,7 +51,7 @@ class Detect(Protocol):
     """Where a session's verdicts come from: its own decoding (agent/capture/detection.py) or
     a sub-stream (agent/capture/substream.py's SubstreamFeed)."""
 
-    def packet(self, mp: MediaPacket, busy: bool = False) -> None: ...
+    def packet(self, mp: MediaPacket, busy: bool = False, event: bool = False) -> None: ...
     def settled(self) -> float | None: ...
     def keep_from(self) -> float | None: ...
     def restart(self, *, keep_decoder: bool = False) -> None: ...
@@ -110,7 +110,7 @@ class Session:
         self.buffer.push(mp)
         self.clips.hold(mp)
         self.clips.flush(self.segmenter.end)
-        self.detect.packet(mp)
+        self.detect.packet(mp, event=self.segmenter.recording)
         self.buffer.trim(self.segmenter.horizon(), self.detect.keep_from())
 
     def restart(self, *, keep_decoder: bool = False) -> None:

@@ -304,7 +304,7 @@ class SubstreamFeed:
         self.started = False
         pipe.stats.detect_on = "sub"
 
-    def packet(self, mp: MediaPacket, busy: bool = False) -> None:
+    def packet(self, mp: MediaPacket, busy: bool = False, event: bool = False) -> None:
         v = self.verdicts
         assert mp.wall is not None
         v.note_main(mp.wall, self.session.segmenter.recording)
@@ -325,7 +325,7 @@ class SubstreamFeed:
             self._feed(v.take(mp.wall), mp)
             return
         v.drop(mp.wall)
-        self.own.packet(mp, busy)
+        self.own.packet(mp, busy, event)
 
     def settled(self) -> float | None:
         return None if self.on_sub else self.own.settled()
