@@ -120,3 +120,20 @@ def test_no_class_over_about_200_lines():
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 210:
                 long.append(f"{path}:{node.lineno} {node.name}")
     assert long == []
+
+
+def test_the_readme_map_names_every_module_and_no_other():
+    readme = (ROOT.parent / "README.md").read_text()
+    block = readme.split("The package, in the order data flows", 1)[1].split("```")[1]
+    listed, folder = set(), ""
+    for line in block.splitlines()[1:]:
+        names = line.strip().split("  ")[0]
+        if not names:
+            continue
+        if names.endswith("/"):
+            folder = "" if line.startswith("agent/") else names
+            continue
+        sub = folder if line.startswith("    ") else ""
+        listed |= {sub + n.strip() for n in names.split(",") if n.strip()}
+    modules = {str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if p.name != "__init__.py"}
+    assert listed == modules, (sorted(modules - listed), sorted(listed - modules))
