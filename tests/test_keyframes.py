@@ -6,6 +6,7 @@ import numpy as np
 
 from agent.capture.keyframes import (
     Candidate,
+    Candidates,
     KeyframePicker,
     at_edge,
     is_blank,
@@ -135,3 +136,40 @@ def test_cut_off_frames_fill_in_before_frames_in_changing_light():
     picker.add(Candidate(2.0, 0.25, thumb(60), good=False, steady=False))  # the light changing
     picker.add(Candidate(3.0, 0.25, thumb(90), good=False))  # at the edge
     assert [c.t for c in picker.pick(0, 4)] == [0.0, 1.0, 3.0]
+
+
+class CountingImages:
+    """Candidate images as the pipeline keeps them, counting the JPEGs it would encode."""
+
+    def __init__(self) -> None:
+        self.prepared = 0
+
+    def prepare(self, image):
+        self.prepared += 1
+        return f"jpeg of {image}"
+
+    def image(self, kept):
+        return kept
+
+
+def test_a_long_event_prepares_few_candidate_images_spread_over_it():
+    images = CountingImages()
+    cands = Candidates(KeyframePicker(4), images)
+    for i in range(300):  # 60 s of motion analysed 5 times a second
+        t = i / 5
+        cands.offer(t, 1.0 + (i % 7) / 10, lambda t=t: thumb(int(t * 7) % 150), f"frame@{t}")
+    chosen = cands.chosen(0, 60)
+    assert images.prepared <= 30, images.prepared  # one a second would be 60
+    times = [t for t, _ in chosen]
+    assert len(times) == 4 and times[0] < 12 and times[-1] > 45, times
+    assert all(image.startswith("jpeg of frame@") for _, image in chosen)
+
+
+def test_a_short_event_keeps_a_candidate_a_second():
+    images = CountingImages()
+    cands = Candidates(KeyframePicker(4), images)
+    for i in range(40):  # 8 s
+        t = i / 5
+        cands.offer(t, 1.0, lambda t=t: thumb(int(t * 7) % 150), f"frame@{t}")
+    cands.flush()
+    assert images.prepared == 8

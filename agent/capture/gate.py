@@ -35,8 +35,8 @@ staying up for the post-roll.
 
 When it wakes the pipeline decodes the buffered packets from a keyframe on, so motion is
 detected from the frame where it began:
-- woken by frame sizes, from the last keyframe analysed (or where it fell asleep), or the one
-  analysed before it when the sizes rose within `EARLY` s of it;
+- woken by frame sizes, from this GOP's keyframe (analysed or not), or the one before it when
+  the sizes rose within `EARLY` s of it;
 - woken by the keyframe analysis (something is visible at a keyframe, or the light changed),
   from the keyframe analysed before, since what is seen now may have begun anywhere since.
 It stays awake while there is motion and `hold` seconds after (long enough to see a burst
@@ -72,8 +72,7 @@ MAD_TO_SIGMA = 1.4826
 VERIFY = 1.0  # s a wake stays up when the frames it decoded show nothing
 WARM_UP = 2.0  # s decoded in full at least, after the first keyframe (the detector learns)
 LOOK_EVERY = 4.0  # s: asleep with no clip open, a keyframe is analysed this often at most
-EARLY = 1.0  # s: a wake by frame sizes this soon after the last keyframe analysed decodes
-# from the one analysed before
+EARLY = 1.0  # s: a wake by frame sizes this soon after a keyframe decodes the GOP before too
 BIN_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
 
 
@@ -113,6 +112,7 @@ class Gate:
         self.last_motion = -math.inf
         self.wakes = 0
         self.last_key: float | None = None
+        self.prev_key: float | None = None  # the keyframe before it
         self.asleep_keys: deque[float] = deque(maxlen=2)  # where a keyframe wake catches up from
         self.looking = True  # decode and analyse the keyframe in hand
         self.look_next = False  # the light was changing at the last one: analyse the next
@@ -153,12 +153,12 @@ class Gate:
         if z is not None:
             self.cusum = max(0.0, self.cusum + min(z, Z_CAP) - CUSUM_DRIFT)
             if self.cusum >= self.threshold:
-                # From the last keyframe analysed (what began before it would have shown
-                # there), or the one analysed before that if the sizes rose so soon after it
-                # that the motion may have begun before it.
-                since = self.asleep_keys[-1]
-                if t - since < EARLY:
-                    since = self.asleep_keys[0]
+                # From this GOP's keyframe, analysed or not: the sizes rose within it; from
+                # the one before if they rose so soon after it that the motion may have begun
+                # before it.
+                since = self.last_key
+                if self.prev_key is not None and t - self.last_key < EARLY:
+                    since = self.prev_key
                 return self._wake(t, since, f"frame sizes ({self.cusum:.0f} sigma)")
         return None
 
@@ -199,7 +199,7 @@ class Gate:
             self.gops.append((t - self.last_key, sum(self.pos) + 1))
         else:
             self.awake_until = max(self.awake_until, t + WARM_UP)
-        self.last_key = t
+        self.prev_key, self.last_key = self.last_key, t
         self.pos = [0, 0]
         self.cusum = 0.0
         unsure = self.unsuitable

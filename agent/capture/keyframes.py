@@ -206,8 +206,13 @@ class Candidates:
         good: bool = True,
         steady: bool = True,
     ) -> None:
-        """A frame with motion; `thumb` is called only if it is the best of its window so far."""
-        if self.pending is not None and t - self.window_start >= CANDIDATE_WINDOW:
+        """A frame with motion; `thumb` is called only if it is the best of its window so far.
+        In a long event the windows widen to the event's length over the pool's capacity: the
+        pool keeps no more spread than that, and each candidate costs a JPEG."""
+        window = CANDIDATE_WINDOW
+        if self.picker.pool:
+            window = max(window, (t - self.picker.pool[0].t) / self.picker.capacity)
+        if self.pending is not None and t - self.window_start >= window:
             self.flush()
         if self.pending is None:
             self.window_start = t
