@@ -857,6 +857,7 @@ ENCODINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("HEVC VBR, GOP 2 s", dict(fps=15, codec="libx265", crf=26, maxrate=4_000_000, gop=30)),
     ("H.264 CBR 4M, 25 fps, GOP 2 s", dict(fps=25, bitrate=4_000_000, gop=50)),
     ("H.264 VBR, GOP 2 s, 2 B-frames", dict(fps=15, crf=26, maxrate=4_000_000, gop=30, bframes=2)),
+    ("H.264 VBR, GOP 1 s", dict(fps=15, crf=26, maxrate=4_000_000, gop=15)),
 )
 # The matrix's scenes have a camera's low grain (3D noise reduction): a static scene then costs
 # ~600 kbit/s in VBR, as on real cameras, not the ~3 Mbit/s of the default noisy scene.

@@ -119,12 +119,12 @@ def test_gate_off_decodes_every_packet_and_analyses_at_detect_fps():
     assert not any(a.result.motion for a in analyses)
 
 
-def test_static_scene_decodes_a_keyframe_every_4_s_after_the_first_gops():
-    analyses, stats, codec = run(Scene([]), 60)
+def test_static_scene_decodes_a_keyframe_every_2_s_after_the_first_gops():
+    analyses, stats, codec = run(Scene([]), 60, gop=1.0)
     assert stats.gate == "asleep" and stats.gate_wakes == 0
     late = [pts * TB for pts in codec.fed if pts * TB >= 10]
-    assert late == [t for t in np.arange(10, 60, 4.0)], late  # every other keyframe (GOP 2 s)
-    assert stats.frames_skipped >= 50 * FPS - 13 - 1
+    assert late == [t for t in np.arange(10, 60, 2.0)], late  # every other keyframe (GOP 1 s)
+    assert stats.frames_skipped >= 50 * FPS - 25 - 1
     analysed = [a.packet.t for a in analyses if a.packet.t >= 10]
     assert analysed == late
 
@@ -136,9 +136,9 @@ def test_long_gops_have_every_keyframe_analysed():
 
 
 def test_an_open_clip_has_every_keyframe_analysed():
-    analyses, stats, codec = run(Scene([]), 40, event=True)
+    analyses, stats, codec = run(Scene([]), 40, gop=1.0, event=True)
     late = [pts * TB for pts in codec.fed if pts * TB >= 10]
-    assert late == [t for t in np.arange(10, 40, 2.0)], late
+    assert late == [t for t in np.arange(10, 40, 1.0)], late
     assert not any(a.result.motion for a in analyses)
 
 
@@ -159,8 +159,8 @@ def test_motion_wakes_the_gate_and_no_packet_is_decoded_twice(caplog):
     # Analysed every 1/detect_fps s through the motion, caught up from the keyframe before it.
     during = [a.packet.t for a in analyses if 30.0 <= a.packet.t < 35.0]
     assert len(during) >= 5 * 5 - 1, during
-    # Asleep again after the hold: the last GOPs are every other keyframe only.
-    assert [pts * TB for pts in codec.fed if pts * TB >= 50] == [52.0, 56.0]
+    # Asleep again after the hold: the last GOPs are keyframes only.
+    assert [pts * TB for pts in codec.fed if pts * TB >= 50] == [50.0, 52.0, 54.0, 56.0, 58.0]
 
 
 def test_long_gop_is_gated_too():

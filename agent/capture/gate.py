@@ -7,8 +7,10 @@ nothing is the camera's largest cost. While the gate is *asleep* the pipeline de
 analyses keyframes only: the background stays current and anything visible at a keyframe is
 seen there. Between keyframes the gate watches the sizes of the compressed frames, which grow
 when something moves. While no clip is open and the light is steady, keyframes are analysed
-`LOOK_EVERY` s apart at most (every other one at a 2 s GOP): at camera bitrates keyframes
-carry most of the bits, so decoding each of them was most of a static scene's cost.
+`LOOK_EVERY` s apart at most (every other one at a 1 s GOP): at camera bitrates keyframes
+carry most of the bits, so decoding each of them is most of a static scene's cost. Not
+further apart: motion visible at a keyframe but too small for the frame sizes is seen if it
+lasts 2 s (or a GOP, if longer); at 4 s a 2.5 s event of a small object went unseen.
 
 The statistic has to survive what real encoders do to a static scene: variable bitrate (a
 static scene's P-frames are a few hundred bytes, and rate control makes single frames jump
@@ -71,7 +73,7 @@ CUSUM_DRIFT = 1.0  # per-frame allowance (robust sigmas) of the CUSUM
 MAD_TO_SIGMA = 1.4826
 VERIFY = 1.0  # s a wake stays up when the frames it decoded show nothing
 WARM_UP = 2.0  # s decoded in full at least, after the first keyframe (the detector learns)
-LOOK_EVERY = 4.0  # s: asleep with no clip open, a keyframe is analysed this often at most
+LOOK_EVERY = 2.0  # s: asleep with no clip open, a keyframe is analysed this often at most
 EARLY = 1.0  # s: a wake by frame sizes this soon after a keyframe decodes the GOP before too
 BIN_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
 

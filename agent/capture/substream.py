@@ -240,6 +240,12 @@ class _SubConnection:
         stats.width, stats.height = conn.size
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            del self.detection  # it calls back into this object: no cycle to keep its decoder
+
+    def _run(self) -> None:
         stats, verdicts = self.stats, self.sub.verdicts
         for mp in self.conn.packets:
             if mp.discontinuity:
