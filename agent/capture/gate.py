@@ -37,8 +37,8 @@ staying up for the post-roll.
 
 When it wakes the pipeline decodes the buffered packets from a keyframe on, so motion is
 detected from the frame where it began:
-- woken by frame sizes, from this GOP's keyframe (analysed or not), or the one before it when
-  the sizes rose within `EARLY` s of it;
+- woken by frame sizes, from this GOP's keyframe, or the one before it when the sizes rose
+  within `EARLY` s of a keyframe that was not analysed;
 - woken by the keyframe analysis (something is visible at a keyframe, or the light changed),
   from the keyframe analysed before, since what is seen now may have begun anywhere since.
 It stays awake while there is motion and `hold` seconds after (long enough to see a burst
@@ -74,7 +74,7 @@ MAD_TO_SIGMA = 1.4826
 VERIFY = 1.0  # s a wake stays up when the frames it decoded show nothing
 WARM_UP = 2.0  # s decoded in full at least, after the first keyframe (the detector learns)
 LOOK_EVERY = 2.0  # s: asleep with no clip open, a keyframe is analysed this often at most
-EARLY = 1.0  # s: a wake by frame sizes this soon after a keyframe decodes the GOP before too
+EARLY = 1.0  # s: a wake by frame sizes this soon after a skipped keyframe decodes the GOP before
 BIN_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
 
 
@@ -155,11 +155,12 @@ class Gate:
         if z is not None:
             self.cusum = max(0.0, self.cusum + min(z, Z_CAP) - CUSUM_DRIFT)
             if self.cusum >= self.threshold:
-                # From this GOP's keyframe, analysed or not: the sizes rose within it; from
-                # the one before if they rose so soon after it that the motion may have begun
-                # before it.
+                # From this GOP's keyframe: the sizes rose within it. If they rose so soon
+                # after it that the motion may have begun before it, and it was not analysed
+                # (which would have seen that), from the one before.
                 since = self.last_key
-                if self.prev_key is not None and t - self.last_key < EARLY:
+                skipped = self.looked != self.last_key
+                if skipped and self.prev_key is not None and t - self.last_key < EARLY:
                     since = self.prev_key
                 return self._wake(t, since, f"frame sizes ({self.cusum:.0f} sigma)")
         return None
@@ -218,7 +219,7 @@ class Gate:
             self._maybe_sleep(t, busy)
             if not self.awake:  # fell asleep at this keyframe: it is analysed
                 self.looked = t
-                return None
+            return None
         elif unsure:
             return self._wake(t, self.asleep_keys[-1], unsure)
         elif self.probe and t - self.last_probe >= self.probe:
