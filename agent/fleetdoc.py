@@ -1,7 +1,7 @@
 """Fleet documents: signed TOML fragments that carry configuration to a group of gateways.
 
-Pure: bytes and dicts in, verdicts out; the fetching, storing and applying live in
-agent/service/fleet.py. A document looks like
+Pure: bytes and dicts in, verdicts out; the fleet thread (agent/service/fleet.py) fetches and
+applies them, agent/config_source.py stores and composes them. A document looks like
 
     version = 7                      # must grow with every publication
     target  = "group:stores-east"    # or "device:<device_id>"; `fleet publish` adds it

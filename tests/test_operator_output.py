@@ -17,8 +17,7 @@ import pytest
 
 from agent.config import ConfigError, load
 from agent.deliver.library import Match
-from agent.service.fleet import status_model
-from agent.service.model import Run, assemble, offline_model
+from agent.service.model import Run, assemble, fleet_status, offline_model
 from agent.service.status import render, wrap
 from agent.timestamps import utc_iso
 
@@ -155,7 +154,7 @@ def test_the_stopped_daemons_status_has_every_key_the_running_ones_has(tmp_path)
     }
     yard = Run("yard", "streaming", pid=7, worker="worker 1", snapshot=snapshot)
     uploader = Run("uploader", pid=9, snapshot={"last_error_at": motion})
-    fleet = status_model(config, {}, motion, None)
+    fleet = fleet_status(config, {}, motion, None)
     running = assemble(config, fleet, started=time.monotonic(), cameras=[yard], uploader=uploader)
     live = running.as_dict()
     down = offline_model(config).as_dict()

@@ -32,6 +32,7 @@ from agent.config import Config, ConfigError
 from agent.config_source import ConfigSource, FleetStore
 from agent.fleet_bucket import doc_key, oss_client, report_key
 from agent.fleetdoc import FleetDocError
+from agent.service.model import fleet_status
 from agent.timestamps import utc_iso
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ class FleetAgent:
     # -- status and report ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return status_model(self.config, self.store().state(), self.last_check, self.last_error)
+        return fleet_status(self.config, self.store().state(), self.last_check, self.last_error)
 
     def report(self) -> None:
         config = self.config
@@ -223,27 +224,6 @@ class FleetAgent:
         self.oss().put_bytes(
             report_key(config.cloud, config.agent.device_id), data, "application/json"
         )
-
-
-def status_model(
-    config: Config, state: dict[str, Any], last_check: float | None, last_error: str | None
-) -> dict[str, Any]:
-    """The `fleet` part of the status model (and of the report object)."""
-    rejection = state.get("last_rejection")
-    if rejection:
-        rejection = {**rejection, "at": utc_iso(rejection.get("at"))}
-    docs = {
-        t: {"version": v, "applied_at": utc_iso(state["applied_at"].get(t))}
-        for t, v in state.get("versions", {}).items()
-    }
-    return {
-        "enabled": config.fleet.enabled,
-        "group": config.fleet.group or None,
-        "documents": docs,
-        "last_check": utc_iso(last_check),
-        "last_error": last_error,
-        "last_rejection": rejection,
-    }
 
 
 def health_summary(model: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from typing import Any
 from agent import __version__, layout
 from agent.config import Config
 from agent.config_source import FleetStore
-from agent.service.fleet import status_model
 from agent.spool import (
     NOT_IN_CLOUD,
     Spool,
@@ -35,6 +34,27 @@ from agent.timestamps import utc_iso
 
 #: Field metadata: epoch seconds, written as an ISO-8601 UTC time.
 TIME = {"time": True}
+
+
+def fleet_status(
+    config: Config, state: dict[str, Any], last_check: float | None, last_error: str | None
+) -> dict[str, Any]:
+    """The `fleet` part of the status model (and of the report object)."""
+    rejection = state.get("last_rejection")
+    if rejection:
+        rejection = {**rejection, "at": utc_iso(rejection.get("at"))}
+    docs = {
+        t: {"version": v, "applied_at": utc_iso(state["applied_at"].get(t))}
+        for t, v in state.get("versions", {}).items()
+    }
+    return {
+        "enabled": config.fleet.enabled,
+        "group": config.fleet.group or None,
+        "documents": docs,
+        "last_check": utc_iso(last_check),
+        "last_error": last_error,
+        "last_rejection": rejection,
+    }
 
 
 def plain(value: Any) -> Any:
@@ -143,7 +163,7 @@ class StatusModel:
     uploader: UploaderStatus | None  # None without [cloud], or with the daemon down
     queue: QueueStatus | None  # None before the spool exists
     disk: DiskStatus
-    fleet: dict[str, Any]  # agent/service/fleet.py status_model
+    fleet: dict[str, Any]  # fleet_status
 
     def as_dict(self) -> dict[str, Any]:
         return plain(self)
@@ -287,5 +307,5 @@ def assemble(
 
 def offline_model(config: Config) -> StatusModel:
     """The status model with the daemon down: config and spool only."""
-    fleet = status_model(config, FleetStore(config.agent.data_dir).state(), None, None)
+    fleet = fleet_status(config, FleetStore(config.agent.data_dir).state(), None, None)
     return assemble(config, fleet)

@@ -47,8 +47,8 @@ import time
 from agent import layout
 from agent.config import ConfigError
 from agent.config_source import ConfigSource
-from agent.service.fleet import FleetAgent, health_summary, status_model
-from agent.service.model import StatusModel, assemble
+from agent.service.fleet import FleetAgent, health_summary
+from agent.service.model import StatusModel, assemble, fleet_status
 from agent.service.status import StatusServer
 from agent.service.supervised import STOP_TIMEOUT, Child, ask_to_stop, kill_if_overdue
 from agent.service.uploader_process import UploaderProcess
@@ -188,7 +188,7 @@ class Supervisor:
         fleet = (
             self.fleet.status()
             if self.fleet is not None
-            else status_model(self.config, {}, None, None)
+            else fleet_status(self.config, {}, None, None)
         )
         return assemble(
             self.config,
