@@ -107,7 +107,7 @@ def test_p_frames_growing_less_than_their_noise_do_not_wake_it():
 
 def test_something_seen_at_a_keyframe_wakes_it_from_the_keyframe_analysed_before():
     s = Stream(Gate(), gop=FPS).run(30)  # 1 s GOPs
-    before = s.gate.looked  # asleep, keyframes are analysed 2 s apart (every other one)
+    before = s.gate.asleep_keys[-1]  # asleep, keyframes are analysed 2 s apart (every other one)
     s.run(before + 2.0 - s.t)
     s.run(1 / FPS, moving=True)  # the next keyframe analysed shows something
     assert [w.since for _, w in s.wakes] == [pytest.approx(before)], s.wakes

@@ -115,10 +115,11 @@ class Gate:
         self.wakes = 0
         self.last_key: float | None = None
         self.prev_key: float | None = None  # the keyframe before it
-        self.asleep_keys: deque[float] = deque(maxlen=2)  # where a keyframe wake catches up from
+        # Asleep: the keyframes analysed (the last one, or where it fell asleep, last), from
+        # which a keyframe wake catches up.
+        self.asleep_keys: deque[float] = deque(maxlen=2)
         self.looking = True  # decode and analyse the keyframe in hand
         self.look_next = False  # the light was changing at the last one: analyse the next
-        self.looked = -math.inf  # the last keyframe analysed (or where it fell asleep)
         self.gops: deque[tuple[float, int]] = deque(maxlen=4)  # (seconds, packets) per GOP
         self.pos = [0, 0]  # frames of each kind (forward, B) since the last keyframe
         self.sizes: dict[tuple[int, int], deque[float]] = {}  # (kind, bin) -> log sizes
@@ -159,7 +160,7 @@ class Gate:
                 # after it that the motion may have begun before it, and it was not analysed
                 # (which would have seen that), from the one before.
                 since = self.last_key
-                skipped = self.looked != self.last_key
+                skipped = self.asleep_keys[-1] != self.last_key
                 if skipped and self.prev_key is not None and t - self.last_key < EARLY:
                     since = self.prev_key
                 return self._wake(t, since, f"frame sizes ({self.cusum:.0f} sigma)")
@@ -216,9 +217,7 @@ class Gate:
                 self.awake_until = t + 1e-6  # a full GOP as a spot check, then sleep
                 self.mode = "probe"
                 return None
-            self._maybe_sleep(t, busy)
-            if not self.awake:  # fell asleep at this keyframe: it is analysed
-                self.looked = t
+            self._maybe_sleep(t, busy)  # asleep at this keyframe: it is analysed
             return None
         elif unsure:
             return self._wake(t, self.asleep_keys[-1], unsure)
@@ -231,8 +230,7 @@ class Gate:
             return None
         # Asleep with no clip open, keyframes are analysed LOOK_EVERY s apart: the frame sizes
         # watch the GOPs between, and a wake decodes from this GOP's keyframe all the same.
-        if event or self.look_next or t - self.looked >= LOOK_EVERY - 1e-6:
-            self.looked = t
+        if event or self.look_next or t - self.asleep_keys[-1] >= LOOK_EVERY - 1e-6:
             self.asleep_keys.append(t)
         else:
             self.looking = False
@@ -247,7 +245,6 @@ class Gate:
         self.mode = "asleep"
         self.asleep_keys.clear()
         self.asleep_keys.append(self.last_key)  # a keyframe wake catches up from here on
-        self.looked = self.last_key
 
     def _score(self, kind: int, size: int, learn: bool) -> float | None:
         """Robust z-score of a frame's log size against its kind's and bin's recent sizes."""

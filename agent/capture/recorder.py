@@ -78,8 +78,11 @@ class PacketBuffer:
         out.reverse()
         return out
 
-    def clear(self) -> None:
-        self.packets.clear()
+    def clear(self, keep_last_gop: bool = False) -> list[MediaPacket]:
+        """Drop the packets; with `keep_last_gop`, all but the newest GOP's, which it returns."""
+        kept = self.since_last_keyframe() if keep_last_gop else []
+        self.packets = deque(kept)
+        return kept
 
     def span(self) -> float:
         return self.packets[-1].t - self.packets[0].t if self.packets else 0.0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -104,10 +103,7 @@ class Session:
             del self.detect
 
     def packet(self, mp: MediaPacket) -> None:
-        stats = self.stats
-        stats.packets += 1
-        stats.bytes += mp.packet.size
-        stats.last_packet_wall = time.time()
+        self.stats.received(mp.packet.size)
         self.current = mp
         self._apply(self.segmenter.packet(mp.t, mp.key, self.detect.settled()))
         self.buffer.push(mp)
@@ -123,10 +119,7 @@ class Session:
         would lose the rest of the GOP."""
         self._apply(self.segmenter.finish())
         self.segmenter = Segmenter(self.cam.clip, self.burst_gap)
-        kept = self.buffer.since_last_keyframe() if keep_decoder else []
-        self.buffer.clear()
-        for p in kept:
-            self.buffer.push(p)
+        for p in self.buffer.clear(keep_last_gop=keep_decoder):
             self.segmenter.packet(p.t, p.key)
         self.candidates.clear()
         self.detect.restart(keep_decoder=keep_decoder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 
@@ -30,3 +31,9 @@ class CameraStats:
     connections: int = 0
     detect_on: str = "main"  # the stream motion is detected on: "main", or "sub" (detect_url)
     keyframe_frames_decoded: int = 0  # main-stream frames decoded for keyframe images only
+
+    def received(self, size: int) -> None:
+        """A packet of `size` bytes arrived now."""
+        self.packets += 1
+        self.bytes += size
+        self.last_packet_wall = time.time()

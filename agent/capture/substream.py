@@ -234,6 +234,7 @@ class _SubConnection:
             luma_plane,
             lambda: self.restart(keep_decoder=True),
         )
+        self.burst_gap = burst_gap(sub.cam)
         self.last_key: float | None = None
         self.gop = 0.0  # the last keyframe interval (how far back the buffer reaches)
         stats.codec = conn.codec
@@ -250,9 +251,7 @@ class _SubConnection:
         for mp in self.conn.packets:
             if mp.discontinuity:
                 self.restart()
-            stats.packets += 1
-            stats.bytes += mp.packet.size
-            stats.last_packet_wall = time.time()
+            stats.received(mp.packet.size)
             if mp.key:
                 if self.last_key is not None:
                     self.gop = mp.t - self.last_key
@@ -260,17 +259,14 @@ class _SubConnection:
             self.buffer.push(mp)
             # The main stream's clip keeps the gate awake: its end cannot wait for this stream.
             self.detection.packet(mp, verdicts.recording)
-            reach = horizon(self.sub.cam.clip, burst_gap(self.sub.cam), self.gop)
+            reach = horizon(self.sub.cam.clip, self.burst_gap, self.gop)
             self.buffer.trim(reach, self.detection.keep_from())
             assert mp.wall is not None
             verdicts.advance(mp.wall, self.sub.stop)
 
     def restart(self, *, keep_decoder: bool = False) -> None:
         """A timestamp jump or a new resolution (then the new size's GOP stays buffered)."""
-        kept = self.buffer.since_last_keyframe() if keep_decoder else []
-        self.buffer.clear()
-        for p in kept:
-            self.buffer.push(p)
+        kept = self.buffer.clear(keep_last_gop=keep_decoder)
         self.last_key = kept[0].t if kept else None
         self.gop = 0.0
         self.detection.restart(keep_decoder=keep_decoder)
